@@ -1,0 +1,68 @@
+/* Every limit pyexecd enforces, with the reason for its value. Run-time flags may lower
+ * or raise the ones marked "default"; the rest are fixed by the protocol. Each has a test
+ * at the limit and one past it (tests/integration/test_limits.py). */
+#ifndef PYEXECD_LIMITS_H
+#define PYEXECD_LIMITS_H
+
+/* Request body. Gemini accepts up to 20 MB of inline data per request; base64 adds a
+ * third, and JSON a little more. */
+#define LIMIT_BODY_BYTES            (28u * 1024 * 1024)
+
+/* Decoded bytes of all input files of one request: Gemini's 20 MB inline-data limit. */
+#define LIMIT_INPUT_FILE_BYTES      (20u * 1024 * 1024)
+
+/* Parts per request. A model turn holds a handful of code blocks (the model retries about
+ * five times); 64 leaves room for long replays while bounding a request's total run time
+ * to 64 deadlines. */
+#define LIMIT_PARTS                 64
+
+/* Wall-clock time one code block may run (default): the real service's 30 seconds. */
+#define LIMIT_DEADLINE_MS           30000
+
+/* Bytes of stdout (and, separately, stderr) kept per code block (default). Large enough
+ * for a 1 MB print; past it the output is cut and says so. */
+#define LIMIT_OUTPUT_BYTES          (1024u * 1024)
+
+/* Hard ceiling on what a worker can write to its capture files in one request, enforced
+ * by RLIMIT_FSIZE (also the largest file it can create). Bounds memory when C code writes
+ * to fd 1 behind Python's back. */
+#define LIMIT_FILE_BYTES            (64ull * 1024 * 1024)
+
+/* Size of the private tmpfs holding the work dir (and, separately, /tmp). */
+#define LIMIT_WORKDIR_BYTES         (256ull * 1024 * 1024)
+
+/* Files and directories the work dir's tmpfs can hold: bounds an inode bomb of empty
+ * files, which the byte size alone does not. */
+#define LIMIT_WORKDIR_INODES        65536
+
+/* Image parts returned per code block, and bytes per image. A plot at 100 dpi is tens of
+ * kilobytes; 8 MiB admits a large photo the code saved. */
+#define LIMIT_IMAGES_PER_BLOCK      16
+#define LIMIT_IMAGE_BYTES           (8u * 1024 * 1024)
+
+/* Address space a worker may add on top of the zygote's mappings (default). The zygote
+ * maps about 0.75 GiB; 2 GiB of headroom is plenty for pandas work on modest data. */
+#define LIMIT_WORKER_AS_HEADROOM    (2ull * 1024 * 1024 * 1024)
+
+/* CPU seconds a worker may use in total: a backstop should the wall deadline fail, sized
+ * for two busy threads through several full-length blocks. */
+#define LIMIT_WORKER_CPU_SECONDS    300
+
+/* Open files per worker. The libraries need fewer than 64; this bounds kernel objects. */
+#define LIMIT_WORKER_OPEN_FILES     512
+
+/* Threads per worker (RLIMIT_NPROC counts threads of the worker's own uid). */
+#define LIMIT_WORKER_THREADS        64
+
+/* Queue of requests waiting for a worker (default). Past it: 429 RESOURCE_EXHAUSTED. */
+#define LIMIT_QUEUE                 64
+
+/* Workers pre-forked and sandboxed ahead of demand (default). Two keep fork cost off the
+ * latency path of a client sending back-to-back requests. */
+#define LIMIT_POOL                  2
+
+/* Largest IPC frame between server, zygote and worker: a request's input files or a
+ * block's images, with room for the framing. */
+#define LIMIT_IPC_FRAME_BYTES       (LIMIT_IMAGES_PER_BLOCK * LIMIT_IMAGE_BYTES + 2 * LIMIT_OUTPUT_BYTES + 1024 * 1024)
+
+#endif

@@ -1,0 +1,21 @@
+#include "result.h"
+
+const char *px_result_str(enum px_result r)
+{
+    switch (r) {
+    case PX_OK: return "ok";
+    case PX_INVALID_ARGUMENT: return "invalid argument";
+    case PX_BODY_TOO_LARGE: return "request body too large";
+    case PX_NOT_FOUND: return "not found";
+    case PX_METHOD_NOT_ALLOWED: return "method not allowed";
+    case PX_QUEUE_FULL: return "queue full";
+    case PX_UNAVAILABLE: return "unavailable";
+    case PX_INTERNAL: return "internal error";
+    case PX_NOMEM: return "out of memory";
+    case PX_SYSTEM: return "system call failed";
+    case PX_PROTOCOL: return "protocol error";
+    case PX_SHUTTING_DOWN: return "shutting down";
+    case PX_TOO_LARGE: return "value too large";
+    }
+    return "unknown result";
+}

@@ -1,0 +1,293 @@
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "pyembed.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/ipc.h"
+#include "block_report.h"
+#include "runner_py.h" /* generated from runner.py: runner_py_source[] */
+
+/* Modules imported and warmed in the zygote: the user's fifteen libraries and the
+ * submodules code reaches for first, so no worker pays for their import. */
+static const char *const warm_modules[] = {
+    "altair", "chess", "chess.pgn", "cv2", "matplotlib", "matplotlib.pyplot", "mpmath",
+    "numpy", "pandas", "pdfminer", "pdfminer.high_level", "pdfminer.layout", "reportlab",
+    "reportlab.pdfgen.canvas", "reportlab.lib.pagesizes", "reportlab.platypus", "seaborn",
+    "sklearn", "sklearn.linear_model", "sklearn.model_selection", "sklearn.metrics",
+    "sklearn.preprocessing", "sklearn.cluster", "sklearn.ensemble", "sklearn.tree",
+    "sklearn.datasets", "statsmodels", "statsmodels.api", "statsmodels.formula.api",
+    "striprtf", "striprtf.striprtf", "sympy", "tabulate", "scipy", "scipy.stats",
+    "scipy.optimize", "scipy.integrate", "scipy.signal", "PIL", "PIL.Image",
+    "PIL.ImageDraw", "json", "csv", "re", "math", "datetime", "collections", "itertools",
+    "random", "statistics", "decimal", "fractions", "io", "textwrap", "string",
+};
+
+static PyObject *runner;      /* the runner module; lives for the process */
+static char *info_json;       /* malloc'd, lives for the process */
+static int job_sock = -1;     /* where block_done sends; set by pyembed_run_job */
+
+/* Prints the pending Python exception to stderr without PyErr_Print's habit of exiting
+ * the process on SystemExit. */
+static void log_py_error(const char *where)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (!type)
+        return;
+    PyErr_NormalizeException(&type, &value, &tb);
+    fprintf(stderr, "pyexecd: python error in %s:\n", where);
+    PyErr_Display(type, value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* _pyexecd.block_done(index, status, error, out_truncated, err_truncated,
+ *                     images_dropped, images)
+ * Sends one IPC_W_BLOCK_DONE frame (layout in block_report.h). If the server has gone
+ * there is nobody to report to: the worker exits. */
+static PyObject *py_block_done(PyObject *self, PyObject *args)
+{
+    unsigned int index;
+    int status, out_tr, err_tr, dropped;
+    PyObject *error, *images;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "IiUpppO!", &index, &status, &error, &out_tr, &err_tr,
+                          &dropped, &PyList_Type, &images))
+        return NULL;
+    PyObject *err_bytes = PyUnicode_AsEncodedString(error, "utf-8", "backslashreplace");
+    if (!err_bytes)
+        return NULL;
+
+    struct ipc_buf b;
+    ipc_buf_init(&b);
+    size_t start = ipc_frame_begin(&b, IPC_W_BLOCK_DONE);
+    ipc_put_u32(&b, index);
+    ipc_put_u32(&b, status ? BLOCK_STATUS_EXCEPTION : BLOCK_STATUS_OK);
+    ipc_put_u32(&b, (out_tr ? BLOCK_FLAG_STDOUT_TRUNCATED : 0) |
+                    (err_tr ? BLOCK_FLAG_STDERR_TRUNCATED : 0) |
+                    (dropped ? BLOCK_FLAG_IMAGES_DROPPED : 0));
+    ipc_put_bytes(&b, PyBytes_AS_STRING(err_bytes), (size_t)PyBytes_GET_SIZE(err_bytes));
+    Py_DECREF(err_bytes);
+
+    Py_ssize_t n = PyList_GET_SIZE(images);
+    ipc_put_u32(&b, (uint32_t)n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(images, i);
+        const char *mime, *data;
+        Py_ssize_t mime_len, data_len;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+            !(mime = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(item, 0), &mime_len)) ||
+            PyBytes_AsStringAndSize(PyTuple_GET_ITEM(item, 1), (char **)&data, &data_len) < 0) {
+            ipc_buf_release(&b);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "images must be (mime, bytes) tuples");
+            return NULL;
+        }
+        ipc_put_bytes(&b, mime, (size_t)mime_len);
+        ipc_put_bytes(&b, data, (size_t)data_len);
+    }
+    ipc_frame_end(&b, start);
+    if (b.failed) {
+        ipc_buf_release(&b);
+        return PyErr_NoMemory();
+    }
+
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = ipc_send_all(job_sock, b.data, b.len, NULL, 0);
+    Py_END_ALLOW_THREADS
+    ipc_buf_release(&b);
+    if (rc < 0)
+        _exit(0);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef pyexecd_methods[] = {
+    {"block_done", py_block_done, METH_VARARGS, "Report one finished code block."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef pyexecd_module = {
+    PyModuleDef_HEAD_INIT, "_pyexecd", "pyexecd's worker channel.", -1, pyexecd_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+static PyObject *init_pyexecd_module(void)
+{
+    return PyModule_Create(&pyexecd_module);
+}
+
+/* Calls runner.<name>(*args); returns a new reference or NULL with the error logged. */
+static PyObject *call_runner(const char *name, PyObject *args)
+{
+    PyObject *fn = PyObject_GetAttrString(runner, name);
+    PyObject *res = NULL;
+    if (fn)
+        res = PyObject_CallObject(fn, args);
+    Py_XDECREF(fn);
+    if (!res)
+        log_py_error(name);
+    return res;
+}
+
+static int add_site_packages(const char *dir)
+{
+    PyObject *site = PyImport_ImportModule("site");
+    PyObject *res = NULL;
+    if (site)
+        res = PyObject_CallMethod(site, "addsitedir", "s", dir);
+    Py_XDECREF(site);
+    if (!res) {
+        log_py_error("site.addsitedir");
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen)
+{
+    PyStatus st;
+    PyPreConfig pre;
+    PyConfig config;
+
+    /* UTF-8 everywhere regardless of the host's locale. */
+    PyPreConfig_InitIsolatedConfig(&pre);
+    pre.utf8_mode = 1;
+    st = Py_PreInitialize(&pre);
+    if (PyStatus_Exception(st))
+        goto status_error;
+
+    if (PyImport_AppendInittab("_pyexecd", init_pyexecd_module) < 0) {
+        snprintf(err, errlen, "cannot register the _pyexecd module");
+        return -1;
+    }
+
+    /* Isolated: no environment variables, no user site. And, unlike the isolated default:
+     * no site import (its paths are Debian's, not ours), no bytecode writing (workers
+     * must not touch the library tree), unbuffered stdio (a killed worker keeps what it
+     * printed), no signal handlers (the worker's signals stay at their defaults). */
+    PyConfig_InitIsolatedConfig(&config);
+    config.site_import = 0;
+    config.write_bytecode = 0;
+    config.buffered_stdio = 0;
+    config.install_signal_handlers = 0;
+    config.user_site_directory = 0;
+    /* The prefix, and so the standard library, is found from Debian's interpreter. */
+    st = PyConfig_SetBytesString(&config, &config.executable, "/usr/bin/python3.11");
+    if (PyStatus_Exception(st)) {
+        PyConfig_Clear(&config);
+        goto status_error;
+    }
+    st = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(st))
+        goto status_error;
+
+    if (add_site_packages(opt->site_packages) < 0) {
+        snprintf(err, errlen, "cannot add %s to the module path", opt->site_packages);
+        return -1;
+    }
+
+    PyObject *code = Py_CompileString(runner_py_source, "pyexecd/runner.py", Py_file_input);
+    if (code)
+        runner = PyImport_ExecCodeModuleEx("pyexecd_runner", code, "pyexecd/runner.py");
+    Py_XDECREF(code);
+    if (!runner) {
+        log_py_error("loading the runner");
+        snprintf(err, errlen, "cannot load the runner module");
+        return -1;
+    }
+
+    PyObject *args = Py_BuildValue("(zInnI)", opt->runner_file, opt->runner_line,
+                                   (Py_ssize_t)opt->output_cap, (Py_ssize_t)opt->image_cap,
+                                   opt->images_per_block);
+    PyObject *res = args ? call_runner("setup", args) : NULL;
+    Py_XDECREF(args);
+    if (!res) {
+        snprintf(err, errlen, "runner setup failed");
+        return -1;
+    }
+    Py_DECREF(res);
+
+    size_t nmods = sizeof(warm_modules) / sizeof(warm_modules[0]);
+    PyObject *names = PyList_New((Py_ssize_t)nmods);
+    for (size_t i = 0; names && i < nmods; i++)
+        PyList_SET_ITEM(names, (Py_ssize_t)i, PyUnicode_FromString(warm_modules[i]));
+    args = names ? Py_BuildValue("(N)", names) : NULL;
+    PyObject *failures = args ? call_runner("warm", args) : NULL;
+    Py_XDECREF(args);
+    if (!failures) {
+        snprintf(err, errlen, "warming the libraries failed");
+        return -1;
+    }
+    args = Py_BuildValue("(N)", failures);
+    res = args ? call_runner("info_json", args) : NULL;
+    Py_XDECREF(args);
+    const char *text = res ? PyUnicode_AsUTF8(res) : NULL;
+    if (!text || !(info_json = strdup(text))) {
+        Py_XDECREF(res);
+        snprintf(err, errlen, "cannot describe the libraries");
+        return -1;
+    }
+    Py_DECREF(res);
+
+    /* Move everything alive now into the permanent generation: otherwise a worker's
+     * first collection walks, and so dirties, every page of the zygote's heap. */
+    if (PyRun_SimpleString("import gc; gc.collect(); gc.freeze()") != 0) {
+        snprintf(err, errlen, "gc.freeze failed");
+        return -1;
+    }
+    return 0;
+
+status_error:
+    snprintf(err, errlen, "python initialisation failed: %s%s%s",
+             st.func ? st.func : "", st.func ? ": " : "", st.err_msg ? st.err_msg : "?");
+    return -1;
+}
+
+const char *pyembed_info_json(void)
+{
+    return info_json ? info_json : "{}";
+}
+
+void pyembed_after_fork_child(void)
+{
+    PyOS_AfterFork_Child();
+    PyObject *res = call_runner("after_fork", NULL);
+    if (!res)
+        _exit(70);
+    Py_DECREF(res);
+}
+
+int pyembed_run_job(int sock, const char *const *codes, const size_t *lens, size_t n)
+{
+    job_sock = sock;
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list) {
+        log_py_error("run_job");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        PyObject *s = PyUnicode_DecodeUTF8(codes[i], (Py_ssize_t)lens[i], "replace");
+        if (!s) {
+            Py_DECREF(list);
+            log_py_error("decoding code");
+            return -1;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, s);
+    }
+    PyObject *args = Py_BuildValue("(N)", list);
+    PyObject *res = args ? call_runner("run_job", args) : NULL;
+    Py_XDECREF(args);
+    if (!res)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}

@@ -1,0 +1,35 @@
+/* The embedded CPython: initialised once in the zygote, used after fork by each worker.
+ * The only file that includes Python.h. */
+#ifndef PYEXECD_PYEMBED_H
+#define PYEXECD_PYEMBED_H
+
+#include <stddef.h>
+
+struct pyembed_options {
+    const char *site_packages;   /* the sandbox's libraries (.venv site-packages) */
+    const char *runner_file;     /* file name of the runner frame in tracebacks; NULL: none */
+    unsigned runner_line;        /* its line number (>= 3) */
+    size_t output_cap;           /* bytes kept per block and stream */
+    size_t image_cap;            /* bytes per returned image */
+    unsigned images_per_block;
+};
+
+/* Starts the interpreter, imports and warms every library, freezes the heap for the GC.
+ * On failure returns -1 with a message in err. Call once, single-threaded. */
+int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen);
+
+/* JSON text describing the interpreter and libraries (for /healthz). Owned by pyembed;
+ * valid for the life of the process. */
+const char *pyembed_info_json(void);
+
+/* In a freshly forked worker, before anything else touches Python: reinitialises
+ * CPython's post-fork state (random's reseed among it), reseeds numpy, installs the
+ * capturing stdout/stderr on fds 1 and 2. */
+void pyembed_after_fork_child(void);
+
+/* Runs the code blocks (UTF-8, not NUL-terminated) in order in one namespace. Each
+ * block's result is sent on `sock` as an IPC_W_BLOCK_DONE frame as soon as it ends.
+ * Returns 0, or -1 if the runner itself failed (reported on stderr). */
+int pyembed_run_job(int sock, const char *const *codes, const size_t *lens, size_t n);
+
+#endif

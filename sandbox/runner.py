@@ -1,0 +1,518 @@
+"""pyexecd's runner: the Python half of a worker.
+
+Compiled into the binary (CMake embeds this file) and imported once by the zygote, so
+every worker forked from it starts with these functions ready. The C half
+(sandbox/pyembed.c) calls:
+
+  setup(...)     once in the zygote: limits and the traceback's runner frame
+  warm(names)    once in the zygote: import and exercise the libraries
+  after_fork()   in each worker, before any user code
+  run_job(codes) in each worker: run the blocks in one namespace, report each block
+                 through _pyexecd.block_done as soon as it ends
+
+Behaviour mirrors the real service as described in ../shared/docs/gemini-wire.md:
+dedent, compile as "<string>", run in __main__'s namespace kept across blocks, on an
+exception report "str(exc)\\n" + a traceback whose first frame is the service's runner.
+"""
+
+import builtins
+import io
+import json
+import linecache
+import os
+import sys
+import textwrap
+import traceback
+
+import _pyexecd
+
+_OUTPUT_CAP = 1 << 20
+_IMAGE_CAP = 8 << 20
+_IMAGES_PER_BLOCK = 16
+_WITH_RUNNER_FRAME = True
+_run_python = None
+
+# Set while a block runs: the images it produced so far (list of (mime, bytes)) and
+# whether some were dropped for being over the limits.
+_block_images = []
+_images_dropped = False
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _make_run_python(filename, lineno):
+    """Returns a function _run_python(code, scope) -> exception or None whose exec call
+    sits at `filename`:`lineno`, like the real service's runner, so that tracebacks read
+    the same. Its source goes into linecache (mtime None: never invalidated) so the
+    traceback shows the line and its carets."""
+    src = ("\n" * (lineno - 3)
+           + "def _run_python(code, exec_scope):\n"
+           + "  try:\n"
+           + "    exec(code, exec_scope)  # pylint: disable=exec-used\n"
+           + "  except BaseException as exc:  # everything, SystemExit included\n"
+           + "    return exc\n"
+           + "  return None\n")
+    ns = {"__builtins__": builtins}
+    exec(compile(src, filename, "exec"), ns)
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    return ns["_run_python"]
+
+
+def setup(runner_file, runner_line, output_cap, image_cap, images_per_block):
+    """Called once in the zygote. runner_file None: no runner frame in tracebacks (the
+    oldest recorded format)."""
+    global _OUTPUT_CAP, _IMAGE_CAP, _IMAGES_PER_BLOCK, _WITH_RUNNER_FRAME, _run_python
+    _OUTPUT_CAP = output_cap
+    _IMAGE_CAP = image_cap
+    _IMAGES_PER_BLOCK = images_per_block
+    _WITH_RUNNER_FRAME = runner_file is not None
+    if runner_file is None:
+        runner_file, runner_line = "<pyexecd runner>", 3
+    _run_python = _make_run_python(runner_file, runner_line)
+    # exit() and quit() come from site, which the embedded interpreter does not run.
+    import site
+    site.setquit()
+    sys.argv = [""]
+
+
+# --- output capture ------------------------------------------------------------------
+
+class _CappedFd(io.RawIOBase):
+    """Writes straight to a file descriptor (no buffering: a worker killed at its deadline
+    keeps everything it printed) and keeps at most `cap` bytes per code block; past that
+    it drops the rest and remembers it did, so the server can say so."""
+
+    def __init__(self, fd, cap):
+        super().__init__()
+        self._fd = fd
+        self.cap = cap
+        self.used = 0
+        self.truncated = False
+
+    def begin_block(self):
+        self.used = 0
+        self.truncated = False
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self._fd
+
+    def isatty(self):
+        return False
+
+    def write(self, b):
+        view = memoryview(b).cast("B")
+        n = len(view)
+        room = self.cap - self.used
+        if n > room:
+            self.truncated = True
+            view = view[:max(room, 0)]
+        done = 0
+        while done < len(view):
+            try:
+                done += os.write(self._fd, view[done:])
+            except InterruptedError:
+                continue
+            except OSError:
+                # The capture file is full (RLIMIT_FSIZE) or gone: the code keeps running.
+                self.truncated = True
+                break
+        self.used += done
+        return n
+
+
+_stdout_raw = None
+_stderr_raw = None
+
+
+def _install_streams():
+    global _stdout_raw, _stderr_raw
+    _stdout_raw = _CappedFd(1, _OUTPUT_CAP)
+    _stderr_raw = _CappedFd(2, _OUTPUT_CAP)
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+        _stdout_raw, encoding="utf-8", errors="strict", write_through=True)
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        _stderr_raw, encoding="utf-8", errors="backslashreplace", write_through=True)
+
+
+def _flush_streams():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+# --- images ----------------------------------------------------------------------------
+
+def _add_image(mime, data):
+    global _images_dropped
+    if len(_block_images) >= _IMAGES_PER_BLOCK or len(data) > _IMAGE_CAP:
+        _images_dropped = True
+        return
+    _block_images.append((mime, bytes(data)))
+
+
+def _render_open_figures():
+    """Renders every open matplotlib figure as a 100-dpi PNG, in figure-number order, then
+    closes them all: what the real service returns for shown or left-open figures."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    from matplotlib import _pylab_helpers
+    managers = sorted(_pylab_helpers.Gcf.get_all_fig_managers(), key=lambda m: m.num)
+    for manager in managers:
+        buf = io.BytesIO()
+        manager.canvas.figure.savefig(buf, format="png", dpi=100)
+        _add_image("image/png", buf.getvalue())
+    pyplot.close("all")
+
+
+def _show(*args, **kwargs):
+    """Replaces matplotlib.pyplot.show: the figures come back as image parts."""
+    _render_open_figures()
+
+
+def _snapshot(workdir):
+    """{name: (mtime_ns, size, inode)} of the regular files directly in workdir."""
+    snap = {}
+    try:
+        with os.scandir(workdir) as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if (st.st_mode & 0o170000) == 0o100000:
+                    snap[entry.name] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        pass
+    return snap
+
+
+def _read_image_file(path):
+    """Reads a regular file of at most _IMAGE_CAP bytes without following links: the work
+    dir belongs to the code, and a symlink or FIFO there must not make us read elsewhere
+    or block."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170000) != 0o100000:
+            return None
+        if st.st_size > _IMAGE_CAP:
+            global _images_dropped
+            _images_dropped = True
+            return None
+        chunks, left = [], st.st_size
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _collect_image_files(workdir, before):
+    """Image files (png, jpeg) the block created or changed in the work dir, oldest first."""
+    changed = []
+    for name, sig in _snapshot(workdir).items():
+        if os.path.splitext(name)[1].lower() not in (".png", ".jpg", ".jpeg"):
+            continue
+        if before.get(name) != sig:
+            changed.append((sig[0], name))
+    for _, name in sorted(changed):
+        data = _read_image_file(os.path.join(workdir, name))
+        if data is None:
+            continue
+        if data.startswith(_PNG_MAGIC):
+            _add_image("image/png", data)
+        elif data.startswith(_JPEG_MAGIC):
+            _add_image("image/jpeg", data)
+
+
+# --- failures ---------------------------------------------------------------------------
+
+def _safe_str(exc):
+    try:
+        return str(exc)
+    except BaseException:
+        return "<exception str() failed>"
+
+
+# Python 3.12 (the real service's version) appends "Did you mean" hints to NameError,
+# AttributeError and ImportError in tracebacks; the 3.11 traceback module does not. This
+# follows 3.12's rules: a Levenshtein distance where a case change costs 1 and any other
+# edit 2, candidates limited in number and length.
+_MOVE_COST = 2
+_CASE_COST = 1
+_MAX_CANDIDATES = 750
+_MAX_NAME = 40
+
+
+def _edit_distance(a, b, limit):
+    if a == b:
+        return 0
+    pre = 0
+    while pre < min(len(a), len(b)) and a[pre] == b[pre]:
+        pre += 1
+    a, b = a[pre:], b[pre:]
+    while a and b and a[-1] == b[-1]:
+        a, b = a[:-1], b[:-1]
+    if not a or not b:
+        return (len(a) + len(b)) * _MOVE_COST
+    if len(a) > _MAX_NAME or len(b) > _MAX_NAME:
+        return limit + 1
+    if len(b) < len(a):
+        a, b = b, a
+    if (len(b) - len(a)) * _MOVE_COST > limit:
+        return limit + 1
+    row = list(range(_MOVE_COST, _MOVE_COST * (len(a) + 1), _MOVE_COST))
+    result = 0
+    for bi, bc in enumerate(b):
+        left = result = bi * _MOVE_COST
+        lowest = limit + 1
+        for i, ac in enumerate(a):
+            if ac == bc:
+                sub = 0
+            elif ac.lower() == bc.lower():
+                sub = _CASE_COST
+            else:
+                sub = _MOVE_COST
+            diag = left + sub
+            left = row[i]
+            result = min(result + _MOVE_COST, left + _MOVE_COST, diag)
+            row[i] = result
+            lowest = min(lowest, result)
+        if lowest > limit:
+            return limit + 1
+    return result
+
+
+def _closest(candidates, wrong):
+    if len(candidates) > _MAX_CANDIDATES or len(wrong) > _MAX_NAME:
+        return None
+    best, best_cost = None, len(wrong)
+    for name in candidates:
+        if not isinstance(name, str) or name == wrong:
+            continue
+        limit = min((len(name) + len(wrong) + 3) * _MOVE_COST // 6, best_cost - 1)
+        cost = _edit_distance(wrong, name, limit)
+        if cost > limit:
+            continue
+        if best is None or cost < best_cost:
+            best, best_cost = name, cost
+    return best
+
+
+def _last_frame(tb):
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame if tb is not None else None
+
+
+def _visible(names, wrong, obj_is_self):
+    if wrong[:1] != "_" and not obj_is_self:
+        return [n for n in names if not n.startswith("_")]
+    return list(names)
+
+
+def _hint(exc):
+    """The text 3.12 appends to the exception line, or ""."""
+    try:
+        if isinstance(exc, (NameError, AttributeError)):
+            wrong = getattr(exc, "name", None)
+            if not isinstance(wrong, str):
+                return ""
+            if isinstance(exc, AttributeError):
+                obj = exc.obj
+                try:
+                    names = dir(obj)
+                except Exception:
+                    return ""
+                frame = _last_frame(exc.__traceback__)
+                is_self = frame is not None and frame.f_locals.get("self", None) is obj
+                suggestion = _closest(_visible(names, wrong, is_self), wrong)
+            else:
+                frame = _last_frame(exc.__traceback__)
+                if frame is None:
+                    return ""
+                # Inside a method whose instance has the name: 3.12 suggests self.name.
+                if "self" in frame.f_locals and hasattr(frame.f_locals["self"], wrong):
+                    suggestion = "self." + wrong
+                else:
+                    names = (list(frame.f_locals) + list(frame.f_globals)
+                             + list(frame.f_builtins))
+                    suggestion = _closest(names, wrong)
+            text = f". Did you mean: '{suggestion}'?" if suggestion else ""
+            if isinstance(exc, NameError) and wrong in sys.stdlib_module_names:
+                text += (f" Or did you forget to import '{wrong}'?" if suggestion
+                         else f". Did you forget to import '{wrong}'?")
+            return text
+        if type(exc) is ImportError and exc.name and exc.args:
+            # "cannot import name 'x' from 'mod' (path)": 3.12 suggests a name of mod.
+            message = exc.args[0]
+            prefix = "cannot import name '"
+            if isinstance(message, str) and message.startswith(prefix):
+                wrong = message[len(prefix):].split("'", 1)[0]
+                # 3.12 looks the module up with __import__, which for "a.b" gives "a".
+                module = __import__(exc.name)
+                suggestion = _closest(_visible(dir(module), wrong, False), wrong)
+                if suggestion:
+                    return f". Did you mean: '{suggestion}'?"
+    except Exception:
+        pass
+    return ""
+
+
+def _add_hints(te, exc):
+    """Walks a TracebackException and its exception in step (causes, contexts, groups) and
+    appends each exception's hint."""
+    seen = set()
+    stack = [(te, exc)]
+    while stack:
+        te, exc = stack.pop()
+        if te is None or exc is None or id(te) in seen:
+            continue
+        seen.add(id(te))
+        te._str += _hint(exc)
+        stack.append((te.__cause__, exc.__cause__))
+        stack.append((te.__context__, exc.__context__))
+        for sub_te, sub_exc in zip(te.exceptions or (), getattr(exc, "exceptions", ()) or ()):
+            stack.append((sub_te, sub_exc))
+
+
+def _format_failure(exc):
+    """The real service's FAILED text: str(exc), a newline, then the traceback."""
+    tb = exc.__traceback__
+    if not _WITH_RUNNER_FRAME and tb is not None:
+        tb = tb.tb_next
+    try:
+        te = traceback.TracebackException(type(exc), exc, tb, compact=True)
+        _add_hints(te, exc)
+        text = "".join(te.format())
+    except BaseException:
+        text = "".join(traceback.format_exception_only(type(exc), exc))
+    head = _safe_str(exc)
+    if len(head) > _OUTPUT_CAP:
+        head = head[:_OUTPUT_CAP]
+    if len(text) > _OUTPUT_CAP:
+        text = text[:_OUTPUT_CAP // 2] + "\n[traceback truncated]\n" + text[-_OUTPUT_CAP // 2:]
+    return head + "\n" + text
+
+
+# --- the zygote and the worker ---------------------------------------------------------
+
+def warm(module_names):
+    """Imports the libraries and runs one small pandas and one matplotlib job, so that
+    their lazy initialisation happens once in the zygote instead of in every worker.
+    Returns the names that failed to import (empty when all is well)."""
+    import importlib
+    failed = []
+    for name in module_names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # reported in /healthz, the server keeps going
+            failed.append(f"{name}: {type(e).__name__}: {e}")
+    try:
+        import numpy as np
+        import pandas as pd
+        df = pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100) % 7})
+        df.describe().to_string()
+        df.groupby("b").mean().to_string()
+        pd.read_csv(io.StringIO("x,y\n1,2\n3,4\n")).to_string()
+    except Exception as e:
+        failed.append(f"pandas warm-up: {e}")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        plt.show = _show
+        fig, ax = plt.subplots()
+        ax.plot([1, 2, 3], [4, 1, 9], label="x")
+        ax.set_title("warm")
+        ax.legend()
+        fig.savefig(io.BytesIO(), format="png", dpi=100)
+        plt.close("all")
+    except Exception as e:
+        failed.append(f"matplotlib warm-up: {e}")
+    try:
+        import cv2
+        cv2.setNumThreads(0)  # no thread pool: the zygote must stay single-threaded to fork
+    except Exception:
+        pass
+    return failed
+
+
+# Distribution names reported by /healthz.
+_DISTRIBUTIONS = ("altair", "chess", "opencv-python-headless", "matplotlib", "mpmath",
+                  "numpy", "pandas", "pdfminer.six", "reportlab", "seaborn", "scikit-learn",
+                  "statsmodels", "striprtf", "sympy", "tabulate", "scipy", "pillow")
+
+
+def info_json(import_failures):
+    from importlib import metadata
+    versions = {}
+    for dist in _DISTRIBUTIONS:
+        try:
+            versions[dist] = metadata.version(dist)
+        except Exception:
+            versions[dist] = None
+    return json.dumps({
+        "python": sys.version.split()[0],
+        "libraries": versions,
+        "importFailures": import_failures,
+    })
+
+
+def after_fork():
+    """In each worker: numpy's global random state was copied from the zygote and would
+    repeat in every execution; reseed it from the kernel. (random reseeds itself through
+    its at-fork hook.)"""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+    _install_streams()
+
+
+def run_job(codes):
+    """Runs the code blocks in order in __main__'s namespace (pickle finds classes the code
+    defines there) and reports each through _pyexecd.block_done."""
+    global _block_images, _images_dropped
+    scope = sys.modules["__main__"].__dict__
+    workdir = os.getcwd()
+    for index, code in enumerate(codes):
+        _stdout_raw.begin_block()
+        _stderr_raw.begin_block()
+        _block_images = []
+        _images_dropped = False
+        before = _snapshot(workdir)
+
+        exc = _run_python(textwrap.dedent(code), scope)
+        status, error = 0, ""
+        if exc is not None:
+            if isinstance(exc, SystemExit) and exc.code in (None, 0):
+                pass  # exit() ends the block normally
+            else:
+                status, error = 1, _format_failure(exc)
+        exc = None
+        try:
+            _render_open_figures()
+        except Exception as e:
+            print(f"pyexecd: could not render a figure: {e}", file=sys.stderr)
+        _collect_image_files(workdir, before)
+        _flush_streams()
+        _pyexecd.block_done(index, status, error, _stdout_raw.truncated,
+                            _stderr_raw.truncated, _images_dropped, _block_images)
+        _block_images = []

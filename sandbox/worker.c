@@ -1,0 +1,151 @@
+#define _GNU_SOURCE
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/ipc.h"
+#include "../common/limits.h"
+#include "pyembed.h"
+
+/* Fixed descriptor numbers inside a worker. */
+#define FD_STDIN 0
+#define FD_STDOUT 1
+#define FD_STDERR 2
+#define FD_SOCK 3
+
+static void send_frame(uint32_t type, const void *payload, size_t len)
+{
+    struct ipc_buf b;
+    ipc_buf_init(&b);
+    size_t start = ipc_frame_begin(&b, type);
+    ipc_put_raw(&b, payload, len);
+    ipc_frame_end(&b, start);
+    if (!b.failed)
+        (void)ipc_send_all(FD_SOCK, b.data, b.len, NULL, 0);
+    ipc_buf_release(&b);
+}
+
+/* Puts the descriptors where the worker expects them and closes everything else the
+ * zygote had open: its control socket, other workers' files, the server's listeners. */
+static int arrange_fds(const struct worker_start *ws)
+{
+    /* Move the three inputs above the fixed slots first, so dup2 never clobbers one. */
+    int sock = fcntl(ws->sock, F_DUPFD_CLOEXEC, 10);
+    int out = fcntl(ws->out_fd, F_DUPFD_CLOEXEC, 10);
+    int err = fcntl(ws->err_fd, F_DUPFD_CLOEXEC, 10);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (sock < 0 || out < 0 || err < 0 || null < 0)
+        return -1;
+    if (dup2(null, FD_STDIN) < 0 || dup2(out, FD_STDOUT) < 0 || dup2(err, FD_STDERR) < 0 ||
+        dup2(sock, FD_SOCK) < 0)
+        return -1;
+    return close_range(FD_SOCK + 1, ~0u, 0);
+}
+
+static void reset_signals(void)
+{
+    sigset_t all;
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL);
+    /* A closed pipe is an EPIPE error in Python, not a silent death; writing past the
+     * file-size limit is an EFBIG error, not a kill. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+/* Writes one input file into the work dir. Names come from the server
+ * (input_file_N.ext); O_EXCL and O_NOFOLLOW all the same. */
+static int write_input_file(const char *name, size_t name_len, const unsigned char *data,
+                            size_t len)
+{
+    char path[64];
+    if (name_len == 0 || name_len >= sizeof(path) || memchr(name, '/', name_len))
+        return -1;
+    memcpy(path, name, name_len);
+    path[name_len] = '\0';
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            close(fd);
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return close(fd);
+}
+
+/* Parses the IPC_W_JOB payload, writes the input files and runs the blocks. */
+static int run_job(const unsigned char *payload, size_t len)
+{
+    struct ipc_cursor c;
+    ipc_cursor_init(&c, payload, len);
+
+    uint32_t nfiles = ipc_get_u32(&c);
+    for (uint32_t i = 0; i < nfiles && !c.failed; i++) {
+        size_t name_len, data_len;
+        const unsigned char *name = ipc_get_bytes(&c, &name_len);
+        const unsigned char *data = ipc_get_bytes(&c, &data_len);
+        if (c.failed || write_input_file((const char *)name, name_len, data, data_len) < 0) {
+            fprintf(stderr, "pyexecd: cannot write input file %u: %s\n", i, strerror(errno));
+            return -1;
+        }
+    }
+    uint32_t nblocks = ipc_get_u32(&c);
+    if (c.failed || nblocks == 0 || nblocks > LIMIT_PARTS)
+        return -1;
+    const char *codes[LIMIT_PARTS];
+    size_t lens[LIMIT_PARTS];
+    for (uint32_t i = 0; i < nblocks; i++)
+        codes[i] = (const char *)ipc_get_bytes(&c, &lens[i]);
+    if (c.failed)
+        return -1;
+    return pyembed_run_job(FD_SOCK, codes, lens, nblocks);
+}
+
+_Noreturn void worker_main(const struct worker_start *ws)
+{
+    char err[256];
+    unsigned layers = 0;
+
+    prctl(PR_SET_NAME, "pyexecd-worker", 0, 0, 0);
+    if (arrange_fds(ws) < 0)
+        _exit(WORKER_EXIT_SETUP);
+    reset_signals();
+    pyembed_after_fork_child();
+    /* C code writing with stdio reaches the capture files at once too. */
+    setvbuf(stdout, NULL, _IONBF, 0);
+    setvbuf(stderr, NULL, _IONBF, 0);
+
+    if (confine_apply(&ws->confine, &layers, err, sizeof(err)) < 0) {
+        send_frame(IPC_W_SETUP_FAILED, err, strlen(err));
+        _exit(WORKER_EXIT_SETUP);
+    }
+    send_frame(IPC_W_READY, &layers, sizeof(layers));
+
+    uint32_t type, len;
+    unsigned char *payload;
+    if (ipc_recv_frame(FD_SOCK, &type, &payload, &len, LIMIT_IPC_FRAME_BYTES) < 0)
+        _exit(0);   /* the server let this pooled worker go (shutdown or restart) */
+    if (type != IPC_W_JOB)
+        _exit(WORKER_EXIT_PROTOCOL);
+    if (run_job(payload, len) < 0)
+        _exit(WORKER_EXIT_RUNNER);
+    send_frame(IPC_W_JOB_DONE, NULL, 0);
+    _exit(0);
+}

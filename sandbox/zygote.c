@@ -1,0 +1,314 @@
+#define _GNU_SOURCE
+#include "zygote.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/ipc.h"
+#include "isolation.h"
+#include "seccomp_filter.h"
+#include "worker.h"
+#include "workdir.h"
+
+static const struct zygote_options *opt;
+static struct seccomp_program seccomp;
+static pid_t *slot_pid;        /* pid of the worker in each slot; 0: free */
+static unsigned layers;        /* what the probe found the kernel grants */
+static char work_root[4096];   /* <state_dir>/work, for fallback work dirs */
+
+#define LOG(...) fprintf(stderr, "pyexecd-zygote: " __VA_ARGS__)
+
+static int send_frame(uint32_t type, struct ipc_buf *payload, const int *fds, int nfds)
+{
+    struct ipc_buf b;
+    ipc_buf_init(&b);
+    size_t start = ipc_frame_begin(&b, type);
+    if (payload)
+        ipc_put_raw(&b, payload->data, payload->len);
+    ipc_frame_end(&b, start);
+    int rc = b.failed ? -1 : ipc_send_all(opt->ctl_fd, b.data, b.len, fds, nfds);
+    ipc_buf_release(&b);
+    return rc;
+}
+
+static void fallback_dir(unsigned slot, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%u", work_root, slot);
+}
+
+/* The confinement settings for the worker in `slot`. */
+static struct confine_config confine_for(unsigned slot, char *dirbuf, size_t dirlen)
+{
+    struct confine_config c = opt->confine;
+    c.uid = (uid_t)(opt->uid_base + slot);
+    c.gid = (gid_t)(opt->uid_base + slot);
+    c.seccomp = &seccomp;
+    c.fallback_dir = NULL;
+    if (!(layers & ISO_MOUNT_NS)) {
+        fallback_dir(slot, dirbuf, dirlen);
+        c.fallback_dir = dirbuf;
+    }
+    return c;
+}
+
+static unsigned thread_count(void)
+{
+    unsigned n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* Forks a child that applies the whole confinement and reports which layers held: what
+ * /healthz reports, and whether workers need fallback work dirs. */
+static int probe_layers(void)
+{
+    char dir[4200];
+    int pipefd[2];
+    unsigned slot = opt->slots;   /* a slot of its own, past the workers' */
+
+    layers = ISO_MOUNT_NS;   /* assume until the probe says otherwise */
+    fallback_dir(slot, dir, sizeof(dir));
+    if (workdir_create(dir, (uid_t)(opt->uid_base + slot), (gid_t)(opt->uid_base + slot)) < 0) {
+        LOG("cannot create %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        char err[256];
+        unsigned got = 0;
+        struct confine_config c = confine_for(slot, dir, sizeof(dir));
+        c.fallback_dir = dir;   /* used only if the mount namespace is refused */
+        fallback_dir(slot, dir, sizeof(dir));
+        if (confine_apply(&c, &got, err, sizeof(err)) < 0) {
+            dprintf(2, "pyexecd-zygote: probe: %s\n", err);
+            _exit(1);
+        }
+        ssize_t w = write(pipefd[1], &got, sizeof(got));
+        _exit(w == sizeof(got) ? 0 : 1);
+    }
+    close(pipefd[1]);
+    unsigned got = 0;
+    ssize_t n = read(pipefd[0], &got, sizeof(got));
+    close(pipefd[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    workdir_remove(dir);
+    if (n != sizeof(got) || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        LOG("the confinement probe failed\n");
+        return -1;
+    }
+    layers = got;
+    for (unsigned bit = 1; bit < (1u << ISO_LAYER_COUNT); bit <<= 1)
+        if (!(layers & bit))
+            LOG("warning: isolation layer %s is not available on this kernel\n",
+                isolation_layer_name(bit));
+    return 0;
+}
+
+static void spawn_failed(int e)
+{
+    struct ipc_buf p;
+    ipc_buf_init(&p);
+    ipc_put_u32(&p, (uint32_t)e);
+    send_frame(IPC_Z_SPAWN_FAILED, &p, NULL, 0);
+    ipc_buf_release(&p);
+}
+
+/* Forks one worker and hands its socket, capture files and pidfd to the server. */
+static void spawn_worker(void)
+{
+    unsigned slot;
+    for (slot = 0; slot < opt->slots && slot_pid[slot]; slot++)
+        ;
+    if (slot == opt->slots) {
+        spawn_failed(EAGAIN);
+        return;
+    }
+    char dir[4200];
+    struct confine_config c = confine_for(slot, dir, sizeof(dir));
+    if (c.fallback_dir && workdir_create(c.fallback_dir, c.uid, c.gid) < 0) {
+        spawn_failed(errno);
+        return;
+    }
+
+    int sv[2] = {-1, -1}, out = -1, err = -1, pidfd = -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+        (out = memfd_create("pyexecd-stdout", MFD_CLOEXEC)) < 0 ||
+        (err = memfd_create("pyexecd-stderr", MFD_CLOEXEC)) < 0) {
+        spawn_failed(errno);
+        goto out;
+    }
+    /* Appends only: the code cannot seek back over what it printed. */
+    fcntl(out, F_SETFL, O_APPEND);
+    fcntl(err, F_SETFL, O_APPEND);
+
+    pid_t zygote = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        spawn_failed(errno);
+        goto out;
+    }
+    if (pid == 0) {
+        /* Die with the zygote; if it already died, do not start. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != zygote)
+            _exit(0);
+        struct worker_start ws = {.sock = sv[1], .out_fd = out, .err_fd = err, .confine = c};
+        worker_main(&ws);
+    }
+    slot_pid[slot] = pid;
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) {
+        kill(pid, SIGKILL);
+        spawn_failed(errno);
+        goto out;
+    }
+    struct ipc_buf p;
+    ipc_buf_init(&p);
+    ipc_put_u32(&p, (uint32_t)pid);
+    int fds[4] = {sv[0], out, err, pidfd};
+    if (send_frame(IPC_Z_WORKER, &p, fds, 4) < 0)
+        kill(pid, SIGKILL);
+    ipc_buf_release(&p);
+out:
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    if (out >= 0)
+        close(out);
+    if (err >= 0)
+        close(err);
+    if (pidfd >= 0)
+        close(pidfd);
+}
+
+/* Reaps every exited child and tells the server how each ended. */
+static void reap(void)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (unsigned s = 0; s < opt->slots; s++) {
+            if (slot_pid[s] != pid)
+                continue;
+            slot_pid[s] = 0;
+            if (!(layers & ISO_MOUNT_NS)) {
+                char dir[4200];
+                fallback_dir(s, dir, sizeof(dir));
+                workdir_remove(dir);
+            }
+        }
+        struct ipc_buf p;
+        ipc_buf_init(&p);
+        ipc_put_u32(&p, (uint32_t)pid);
+        ipc_put_u32(&p, (uint32_t)status);
+        send_frame(IPC_Z_EXITED, &p, NULL, 0);
+        ipc_buf_release(&p);
+    }
+}
+
+int zygote_main(const struct zygote_options *o)
+{
+    char err[512];
+    opt = o;
+
+    /* Die with the server; if it died before we got here, stop now. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != o->server_pid)
+        return 1;
+    prctl(PR_SET_NAME, "pyexecd-zygote", 0, 0, 0);
+
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    slot_pid = calloc(o->slots + 1, sizeof(pid_t));
+    snprintf(work_root, sizeof(work_root), "%s/work", o->state_dir);
+    if (sigfd < 0 || !slot_pid) {
+        LOG("start-up failed: %s\n", strerror(errno));
+        return 1;
+    }
+
+    if (seccomp_program_build(&seccomp, err, sizeof(err)) < 0) {
+        LOG("%s\n", err);
+        return 1;
+    }
+    if (pyembed_init(&o->py, err, sizeof(err)) < 0) {
+        LOG("%s\n", err);
+        return 1;
+    }
+    /* fork() copies only the calling thread: a zygote with threads would hand its
+     * workers locks held by threads that do not exist there. */
+    unsigned threads = thread_count();
+    if (threads != 1) {
+        LOG("the interpreter started %u threads; a zygote must have one\n", threads);
+        return 1;
+    }
+    if (probe_layers() < 0)
+        return 1;
+
+    struct ipc_buf p;
+    ipc_buf_init(&p);
+    ipc_put_u32(&p, layers);
+    const char *info = pyembed_info_json();
+    ipc_put_bytes(&p, info, strlen(info));
+    if (send_frame(IPC_Z_HELLO, &p, NULL, 0) < 0)
+        return 1;
+    ipc_buf_release(&p);
+
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = o->ctl_fd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}};
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            LOG("poll: %s\n", strerror(errno));
+            return 1;
+        }
+        if (pf[1].revents) {
+            struct signalfd_siginfo si;
+            while (read(sigfd, &si, sizeof(si)) == sizeof(si))
+                ;
+            reap();
+        }
+        if (pf[0].revents) {
+            unsigned char msg[64];
+            int fds[IPC_MAX_FDS], nfds;
+            ssize_t n = ipc_recv_msg(o->ctl_fd, msg, sizeof(msg), fds, &nfds);
+            for (int i = 0; i < nfds; i++)
+                close(fds[i]);
+            if (n <= 0)
+                return 0;   /* the server is gone; our workers die with us */
+            uint32_t type;
+            memcpy(&type, msg, sizeof(type));
+            if (n >= (ssize_t)IPC_HEADER_BYTES && type == IPC_Z_SPAWN)
+                spawn_worker();
+        }
+    }
+}

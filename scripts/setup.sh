@@ -1,0 +1,47 @@
+#!/bin/sh
+# One-time set-up of a Debian 12 machine for pyexecd (run as root; idempotent and quick
+# when nothing changed). Installs the build and test dependencies from Debian, then the
+# sandbox's pinned Python libraries into /opt/pyexecd/venv with Debian's python3.11, the same
+# interpreter the server embeds through libpython3.11.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Outside the source tree: a worker sees neither /root (its work dir is mounted there) nor
+# directories its uid cannot enter, and a checkout may live in either.
+VENV="${PYEXECD_VENV:-/opt/pyexecd/venv}"
+LOCK="$ROOT/sandbox/python/requirements.lock"
+STAMP="$VENV/.pyexecd-lock"
+
+# Debian packages: compiler and build tools, the four libraries of the design card,
+# python3.11 with venv support for the sandbox's libraries, python3 for the tests.
+PKGS="build-essential cmake pkg-config libmicrohttpd-dev libcjson-dev libseccomp-dev \
+libpython3.11-dev python3.11 python3.11-venv python3 curl ca-certificates procps"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing Debian packages:$missing (run as root to install them)" >&2
+        exit 1
+    fi
+    echo "setup: installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# Python libraries: reinstall only when the lock file changed since the last install.
+want=$(sha256sum "$LOCK" | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    exit 0
+fi
+echo "setup: installing the sandbox's Python libraries into $VENV"
+rm -rf "$VENV"
+/usr/bin/python3.11 -m venv "$VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check --upgrade "pip==25.3" "setuptools==80.9.0" "wheel==0.45.1"
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r "$LOCK"
+"$VENV/bin/pip" check
+echo "$want" > "$STAMP"

@@ -1,0 +1,157 @@
+#define _GNU_SOURCE
+#include "block_output.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "utf8.h"
+
+const char block_output_not_run_text[] =
+    "This code block did not run: the interpreter stopped in an earlier block of this "
+    "request.\n";
+
+/* A growable text being assembled for one result entry. */
+struct text {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void text_append(struct text *t, const void *s, size_t n)
+{
+    if (t->failed || n == 0)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->failed = 1;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+/* Appends the bytes of a capture range, at most cap of them, cut on a character boundary
+ * and made valid UTF-8, then the truncation notice if anything was left out. */
+static void append_capture(struct text *t, const struct capture_range *r, size_t cap,
+                           int worker_truncated, int *truncated)
+{
+    if (r->fd < 0 || r->end <= r->start)
+        goto notice;
+    size_t want = (size_t)(r->end - r->start);
+    int cut = want > cap;
+    if (cut)
+        want = cap;
+    unsigned char *raw = malloc(want ? want : 1);
+    if (!raw) {
+        t->failed = 1;
+        return;
+    }
+    size_t got = 0;
+    while (got < want) {
+        ssize_t n = pread(r->fd, raw + got, want - got, r->start + (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (cut)
+        got = utf8_cut(raw, got);
+    char *clean;
+    size_t clean_len;
+    if (utf8_sanitize(raw, got, &clean, &clean_len) < 0) {
+        free(raw);
+        t->failed = 1;
+        return;
+    }
+    free(raw);
+    text_append(t, clean, clean_len);
+    free(clean);
+    worker_truncated |= cut;
+notice:
+    if (worker_truncated) {
+        char note[96];
+        int n = snprintf(note, sizeof(note),
+                         "\n[output truncated: more than %zu bytes were written]\n", cap);
+        text_append(t, note, (size_t)n);
+        *truncated = 1;
+    }
+}
+
+/* Appends already-UTF-8 text from the worker, repaired if it is not. */
+static void append_utf8(struct text *t, const char *s, size_t n)
+{
+    char *clean;
+    size_t clean_len;
+    if (utf8_sanitize((const unsigned char *)s, n, &clean, &clean_len) < 0) {
+        t->failed = 1;
+        return;
+    }
+    text_append(t, clean, clean_len);
+    free(clean);
+}
+
+/* Moves the text into an entry; an empty text means an absent output field. */
+static int set_entry(struct block_result *out, enum outcome outcome, struct text *t)
+{
+    if (t->failed) {
+        free(t->p);
+        return -1;
+    }
+    struct result_entry *e = &out->entries[out->nentries++];
+    e->outcome = outcome;
+    e->output = t->len ? t->p : NULL;
+    e->output_len = t->len;
+    if (!t->len)
+        free(t->p);
+    memset(t, 0, sizeof(*t));
+    return 0;
+}
+
+int block_output_build(struct block_result *out, const struct block_output_input *in,
+                       int *truncated)
+{
+    struct text t = {0};
+    out->nentries = 0;
+
+    switch (in->end) {
+    case BLOCK_END_OK:
+        append_capture(&t, &in->out, in->cap, in->out_truncated, truncated);
+        return set_entry(out, OUTCOME_OK, &t);
+
+    case BLOCK_END_DEADLINE:
+        /* What it printed before the kill: partial output, as the real service allows. */
+        append_capture(&t, &in->out, in->cap, in->out_truncated, truncated);
+        return set_entry(out, OUTCOME_DEADLINE_EXCEEDED, &t);
+
+    case BLOCK_END_NOT_RUN:
+        text_append(&t, block_output_not_run_text, strlen(block_output_not_run_text));
+        return set_entry(out, OUTCOME_FAILED, &t);
+
+    case BLOCK_END_EXCEPTION:
+    case BLOCK_END_CRASH:
+        /* stdout printed before the failure: its own OK result first (split), or at the
+         * head of the failure text (merge). */
+        append_capture(&t, &in->out, in->cap, in->out_truncated, truncated);
+        if (in->failed_stdout == FAILED_STDOUT_SPLIT && t.len > 0) {
+            if (set_entry(out, OUTCOME_OK, &t) < 0)
+                return -1;
+        }
+        /* Then: stderr so far, str(exc), newline, traceback (or the crash reason). */
+        append_capture(&t, &in->err, in->cap, in->err_truncated, truncated);
+        append_utf8(&t, in->error_text ? in->error_text : "", in->error_len);
+        return set_entry(out, OUTCOME_FAILED, &t);
+    }
+    return -1;
+}

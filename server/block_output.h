@@ -1,0 +1,51 @@
+/* Turns what a worker left behind for one code block (bytes in its capture memfds, its
+ * report, or how it died) into the codeExecutionResult entries the real service would
+ * send: the Gemini output semantics live here and nowhere else. */
+#ifndef PYEXECD_BLOCK_OUTPUT_H
+#define PYEXECD_BLOCK_OUTPUT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "job.h"
+
+enum block_end {
+    BLOCK_END_OK,          /* ran to the end (or exit()/sys.exit(0)) */
+    BLOCK_END_EXCEPTION,   /* uncaught exception: error text from the runner */
+    BLOCK_END_DEADLINE,    /* killed at the deadline */
+    BLOCK_END_CRASH,       /* the interpreter died: error text says how */
+    BLOCK_END_NOT_RUN,     /* an earlier block ended the interpreter */
+};
+
+/* How a failed block that had printed to stdout is reported. */
+enum failed_stdout {
+    FAILED_STDOUT_SPLIT,   /* an OK result with the stdout, then the FAILED result (as
+                            * recorded from the real service) */
+    FAILED_STDOUT_MERGE,   /* one FAILED result: stdout, then stderr and the error */
+};
+
+struct capture_range {
+    int fd;                /* the worker's capture memfd (borrowed) */
+    off_t start, end;      /* bytes of this block */
+};
+
+struct block_output_input {
+    enum block_end end;
+    struct capture_range out, err;
+    int out_truncated, err_truncated;  /* the worker dropped bytes past the cap */
+    const char *error_text;            /* EXCEPTION, CRASH: UTF-8 (borrowed) */
+    size_t error_len;
+    size_t cap;                        /* bytes kept per stream */
+    enum failed_stdout failed_stdout;
+};
+
+/* Fills out->entries (images untouched). Returns 0, or -1 when out of memory (out is
+ * then left with what was filled, to be freed normally). *truncated is set when some
+ * output was cut. */
+int block_output_build(struct block_result *out, const struct block_output_input *in,
+                       int *truncated);
+
+/* The output text of a block that did not run. */
+extern const char block_output_not_run_text[];
+
+#endif

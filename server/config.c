@@ -1,0 +1,275 @@
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/limits.h"
+
+#ifndef PYEXECD_SITE_PACKAGES
+#define PYEXECD_SITE_PACKAGES "/opt/pyexecd/venv/lib/python3.11/site-packages"
+#endif
+#ifndef PYEXECD_VERSION
+#define PYEXECD_VERSION "0.1.0"
+#endif
+
+/* The runner frame the real service shows in tracebacks today (see gemini-wire.md). */
+#define DEFAULT_RUNNER_FRAME "/usr/bin/entry/named_interpreters/python/interpreter:98"
+/* Where workers get their uids: far above the ranges Debian hands out to system and human
+ * users and to subordinate-id ranges, so a worker shares its uid with nobody. */
+#define DEFAULT_UID_BASE 2000000000u
+
+enum {
+    OPT_LISTEN = 256, OPT_WORKERS, OPT_POOL, OPT_QUEUE, OPT_HTTP_THREADS, OPT_DEADLINE,
+    OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
+    OPT_RUNNER_FRAME, OPT_PRINT_SECCOMP, OPT_ZYGOTE, OPT_SERVER_PID, OPT_HELP, OPT_VERSION,
+};
+
+static const struct option long_options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"pool", required_argument, NULL, OPT_POOL},
+    {"queue", required_argument, NULL, OPT_QUEUE},
+    {"http-threads", required_argument, NULL, OPT_HTTP_THREADS},
+    {"deadline-ms", required_argument, NULL, OPT_DEADLINE},
+    {"output-bytes", required_argument, NULL, OPT_OUTPUT},
+    {"worker-memory-mib", required_argument, NULL, OPT_MEMORY},
+    {"site-packages", required_argument, NULL, OPT_SITE},
+    {"state-dir", required_argument, NULL, OPT_STATE},
+    {"worker-uid-base", required_argument, NULL, OPT_UID_BASE},
+    {"failed-stdout", required_argument, NULL, OPT_FAILED_STDOUT},
+    {"runner-frame", required_argument, NULL, OPT_RUNNER_FRAME},
+    {"print-seccomp", no_argument, NULL, OPT_PRINT_SECCOMP},
+    {"zygote", no_argument, NULL, OPT_ZYGOTE},
+    {"server-pid", required_argument, NULL, OPT_SERVER_PID},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: pyexecd [FLAG]...\n"
+"A sandboxed Python code-execution server speaking the Gemini code-execution wire format.\n"
+"\n"
+"  --listen HOST:PORT        address to serve on (default 127.0.0.1:8080; [::1]:PORT for\n"
+"                            IPv6; port 0 picks a free port, printed at start)\n"
+"  --workers N               executions at once (default: one per core)\n"
+"  --pool N                  workers forked and sandboxed ahead of demand (default %d;\n"
+"                            0 forks on demand)\n"
+"  --queue N                 requests that may wait for a worker; past it: 429 (default %d)\n"
+"  --http-threads N          HTTP threads (default: one per core)\n"
+"  --deadline-ms MS          wall-clock limit per code block (default %d)\n"
+"  --output-bytes N          stdout (and stderr) bytes kept per code block (default %u)\n"
+"  --worker-memory-mib N     address space a worker may add to the zygote's (default %llu)\n"
+"  --site-packages DIR       the sandbox's Python libraries\n"
+"                            (default " PYEXECD_SITE_PACKAGES ")\n"
+"  --state-dir DIR           server state: font cache, fallback work dirs\n"
+"                            (default /tmp/pyexecd-UID)\n"
+"  --worker-uid-base UID     workers run as UID+slot (default %u)\n"
+"  --failed-stdout MODE      stdout of a block that then raised: 'split' (an OK result with\n"
+"                            the stdout, then the FAILED one, as recorded from the real\n"
+"                            service; default) or 'merge' (one FAILED result)\n"
+"  --runner-frame FILE:LINE  first traceback frame, as the real service's runner shows it\n"
+"                            (default " DEFAULT_RUNNER_FRAME "); 'none' omits it\n"
+"  --print-seccomp           print the compiled seccomp filter (PFC) and exit\n"
+"  --help                    this text\n"
+"  --version                 the version\n",
+            LIMIT_POOL, LIMIT_QUEUE, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
+            LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE);
+}
+
+/* Parses an unsigned decimal in [min, max]. */
+static int parse_uint(const char *s, unsigned long long min, unsigned long long max,
+                      unsigned long long *out)
+{
+    char *end;
+    if (!*s || *s == '-')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_listen(struct config *c, const char *s)
+{
+    const char *colon;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        size_t n = (size_t)(close - s - 1);
+        if (n == 0 || n >= sizeof(c->listen_host))
+            return -1;
+        memcpy(c->listen_host, s + 1, n);
+        c->listen_host[n] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || colon == s || (size_t)(colon - s) >= sizeof(c->listen_host))
+            return -1;
+        memcpy(c->listen_host, s, (size_t)(colon - s));
+        c->listen_host[colon - s] = '\0';
+    }
+    unsigned long long port;
+    if (parse_uint(colon + 1, 0, 65535, &port) < 0)
+        return -1;
+    c->listen_port = (unsigned)port;
+    return 0;
+}
+
+int config_parse(struct config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    static char state_default[64];
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 1;
+    memset(c, 0, sizeof(*c));
+    strcpy(c->listen_host, "127.0.0.1");
+    c->listen_port = 8080;
+    c->workers = (unsigned)cores;
+    c->pool = LIMIT_POOL;
+    c->queue = LIMIT_QUEUE;
+    c->http_threads = (unsigned)cores;
+    c->deadline_ms = LIMIT_DEADLINE_MS;
+    c->output_bytes = LIMIT_OUTPUT_BYTES;
+    c->worker_memory = LIMIT_WORKER_AS_HEADROOM;
+    c->site_packages = PYEXECD_SITE_PACKAGES;
+    snprintf(state_default, sizeof(state_default), "/tmp/pyexecd-%u", (unsigned)geteuid());
+    c->state_dir = state_default;
+    c->uid_base = DEFAULT_UID_BASE;
+    c->failed_stdout = FAILED_STDOUT_SPLIT;
+    c->runner_file = NULL;
+
+    static char runner_file[PATH_MAX];
+    const char *runner = DEFAULT_RUNNER_FRAME;
+    unsigned long long v;
+    int opt;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+        const char *a = optarg;
+        switch (opt) {
+        case OPT_LISTEN:
+            if (parse_listen(c, a) < 0)
+                goto bad;
+            break;
+        case OPT_WORKERS:
+            if (parse_uint(a, 1, 1024, &v) < 0)
+                goto bad;
+            c->workers = (unsigned)v;
+            break;
+        case OPT_POOL:
+            if (parse_uint(a, 0, 1024, &v) < 0)
+                goto bad;
+            c->pool = (unsigned)v;
+            break;
+        case OPT_QUEUE:
+            if (parse_uint(a, 0, 100000, &v) < 0)
+                goto bad;
+            c->queue = (unsigned)v;
+            break;
+        case OPT_HTTP_THREADS:
+            if (parse_uint(a, 1, 256, &v) < 0)
+                goto bad;
+            c->http_threads = (unsigned)v;
+            break;
+        case OPT_DEADLINE:
+            if (parse_uint(a, 10, 3600000, &v) < 0)
+                goto bad;
+            c->deadline_ms = (unsigned)v;
+            break;
+        case OPT_OUTPUT:
+            /* At most the capture file's hard ceiling. */
+            if (parse_uint(a, 16, LIMIT_FILE_BYTES, &v) < 0)
+                goto bad;
+            c->output_bytes = (size_t)v;
+            break;
+        case OPT_MEMORY:
+            if (parse_uint(a, 64, 1024 * 1024, &v) < 0)
+                goto bad;
+            c->worker_memory = v << 20;
+            break;
+        case OPT_SITE:
+            c->site_packages = a;
+            break;
+        case OPT_STATE:
+            if (a[0] != '/')
+                goto bad;
+            c->state_dir = a;
+            break;
+        case OPT_UID_BASE:
+            if (parse_uint(a, 1000, 4000000000ull, &v) < 0)
+                goto bad;
+            c->uid_base = (unsigned)v;
+            break;
+        case OPT_FAILED_STDOUT:
+            if (strcmp(a, "split") == 0)
+                c->failed_stdout = FAILED_STDOUT_SPLIT;
+            else if (strcmp(a, "merge") == 0)
+                c->failed_stdout = FAILED_STDOUT_MERGE;
+            else
+                goto bad;
+            break;
+        case OPT_RUNNER_FRAME:
+            runner = a;
+            break;
+        case OPT_PRINT_SECCOMP:
+            c->print_seccomp = 1;
+            break;
+        case OPT_ZYGOTE:
+            c->zygote = 1;
+            break;
+        case OPT_SERVER_PID:
+            if (parse_uint(a, 1, INT_MAX, &v) < 0)
+                goto bad;
+            c->server_pid = (pid_t)v;
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            return 1;
+        case OPT_VERSION:
+            printf("pyexecd %s\n", PYEXECD_VERSION);
+            return 1;
+        default:
+            snprintf(err, errlen, "unknown flag or missing value: %s (see --help)",
+                     argv[optind - 1]);
+            return -1;
+        }
+        continue;
+bad:
+        for (const struct option *o = long_options; o->name; o++)
+            if (o->val == opt)
+                snprintf(err, errlen, "bad value for --%s: '%s' (see --help)", o->name, a);
+        return -1;
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument: %s (see --help)", argv[optind]);
+        return -1;
+    }
+
+    if (strcmp(runner, "none") != 0) {
+        const char *colon = strrchr(runner, ':');
+        if (!colon || colon == runner || (size_t)(colon - runner) >= sizeof(runner_file) ||
+            parse_uint(colon + 1, 3, 100000, &v) < 0) {
+            snprintf(err, errlen, "bad value for --runner-frame: '%s' (FILE:LINE, LINE >= 3, "
+                     "or none)", runner);
+            return -1;
+        }
+        memcpy(runner_file, runner, (size_t)(colon - runner));
+        runner_file[colon - runner] = '\0';
+        c->runner_file = runner_file;
+        c->runner_line = (unsigned)v;
+    }
+    return 0;
+}

@@ -1,0 +1,38 @@
+/* Command-line configuration, shared by the server and the zygote (which is the same
+ * binary, started with the server's own flags plus --zygote). */
+#ifndef PYEXECD_CONFIG_H
+#define PYEXECD_CONFIG_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "block_output.h"
+
+struct config {
+    char listen_host[256];
+    unsigned listen_port;
+    unsigned workers;               /* executions at once: default one per core */
+    unsigned pool;                  /* pre-forked idle workers */
+    unsigned queue;                 /* waiting requests beyond `workers` */
+    unsigned http_threads;
+    unsigned deadline_ms;           /* per code block */
+    size_t output_bytes;            /* per block and stream */
+    unsigned long long worker_memory;   /* address space a worker may add */
+    const char *site_packages;
+    const char *state_dir;
+    unsigned uid_base;              /* workers run as uid_base + slot */
+    enum failed_stdout failed_stdout;
+    const char *runner_file;        /* NULL: no runner frame in tracebacks */
+    unsigned runner_line;
+    int print_seccomp;              /* print the compiled filter and exit */
+
+    /* Internal: set by the server when it starts the zygote. */
+    int zygote;
+    pid_t server_pid;
+};
+
+/* Fills c with defaults, then applies argv. Returns 0 to run, 1 when --help or --version
+ * was printed (exit 0), -1 on a bad flag with a message in err (exit 2). */
+int config_parse(struct config *c, int argc, char **argv, char *err, size_t errlen);
+
+#endif

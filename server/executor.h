@@ -1,0 +1,49 @@
+/* The executor: runs execution requests on sandboxed workers forked by the zygote.
+ *
+ * One thread owns all of it (an epoll loop over the zygote's control socket, each
+ * worker's socket and the deadlines), so no request ever blocks an HTTP thread. It
+ * launches the zygote and restarts it when it dies, keeps a pool of pre-forked workers,
+ * bounds concurrency and the queue, kills a worker at its deadline from outside, and turns
+ * what each worker left into block results. */
+#ifndef PYEXECD_EXECUTOR_H
+#define PYEXECD_EXECUTOR_H
+
+#include <stddef.h>
+
+#include "../common/result.h"
+#include "block_output.h"
+#include "health.h"
+#include "job.h"
+
+/* Called exactly once per accepted request, on the executor thread, with the result
+ * (ownership passes to the callee, who frees it with exec_result_free). Must not block. */
+typedef void (*exec_done_fn)(void *ctx, struct exec_result *res);
+
+struct executor_config {
+    unsigned workers;             /* executions at once */
+    unsigned pool;                /* idle workers kept forked and sandboxed */
+    unsigned queue;               /* requests that may wait beyond `workers` */
+    unsigned deadline_ms;         /* per code block */
+    size_t output_bytes;          /* kept per block and stream */
+    enum failed_stdout failed_stdout;
+    char *const *zygote_argv;     /* borrowed for the executor's life */
+    char *const *zygote_env;      /* idem */
+};
+
+/* Starts the executor thread, which launches the zygote. Returns 0 or -1 with err. */
+int executor_start(const struct executor_config *cfg, char *err, size_t errlen);
+
+/* Queues a request. The request stays owned by the caller and must stay valid until
+ * `done` is called. Returns PX_OK (done will be called), or at once PX_QUEUE_FULL or
+ * PX_SHUTTING_DOWN (done will not be called). Thread-safe. */
+enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx);
+
+/* Fills the executor's part of a health report. *info_json gets a malloc'd copy of the
+ * zygote's interpreter description (caller frees) or NULL. Thread-safe. */
+void executor_snapshot(struct health_report *h, char **info_json);
+
+/* Fails every pending request with PX_SHUTTING_DOWN, kills the workers and the zygote,
+ * joins the thread. */
+void executor_stop(void);
+
+#endif

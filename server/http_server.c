@@ -1,0 +1,230 @@
+#define _GNU_SOURCE
+#include "http_server.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct http_exchange {
+    struct MHD_Connection *conn;
+    char *method;
+    char *path;
+    char *body;                 /* NUL-terminated */
+    size_t body_len, body_cap;
+    int too_large;
+    int dispatched;             /* the handler has been called */
+
+    pthread_mutex_t lock;       /* guards the fields below */
+    int suspended;              /* waiting for the reply with the connection suspended */
+    struct MHD_Response *response;   /* the reply, once produced */
+    unsigned status;
+};
+
+static struct MHD_Daemon *daemon_;
+static struct http_server_options options;
+static int quiesced_fd = -1;   /* the listener, ours to close after MHD_stop_daemon */
+
+const char *http_exchange_method(const struct http_exchange *ex)
+{
+    return ex->method;
+}
+
+const char *http_exchange_path(const struct http_exchange *ex)
+{
+    return ex->path;
+}
+
+const char *http_exchange_body(const struct http_exchange *ex, size_t *len)
+{
+    *len = ex->body_len;
+    return ex->body ? ex->body : "";
+}
+
+int http_exchange_body_too_large(const struct http_exchange *ex)
+{
+    return ex->too_large;
+}
+
+void http_exchange_reply(struct http_exchange *ex, int status, char *body, size_t len,
+                         const char *allow)
+{
+    struct MHD_Response *resp =
+        body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(body);
+        static char oom[] = "{\"error\":{\"code\":500,\"message\":\"out of memory\","
+                            "\"status\":\"INTERNAL\"}}";
+        resp = MHD_create_response_from_buffer(strlen(oom), oom, MHD_RESPMEM_PERSISTENT);
+        status = 500;
+    }
+    if (resp) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "application/json; charset=UTF-8");
+        if (allow)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    pthread_mutex_lock(&ex->lock);
+    ex->response = resp;
+    ex->status = (unsigned)status;
+    if (ex->suspended) {
+        ex->suspended = 0;
+        MHD_resume_connection(ex->conn);   /* MHD then calls on_access again */
+    }
+    pthread_mutex_unlock(&ex->lock);
+}
+
+/* Sends the reply if it is ready; otherwise parks the connection until it is. */
+static enum MHD_Result reply_or_wait(struct http_exchange *ex)
+{
+    enum MHD_Result ret = MHD_YES;
+    pthread_mutex_lock(&ex->lock);
+    if (ex->response) {
+        ret = ex->response ? MHD_queue_response(ex->conn, ex->status, ex->response) : MHD_NO;
+        MHD_destroy_response(ex->response);
+        ex->response = NULL;
+    } else if (!ex->suspended) {
+        ex->suspended = 1;
+        MHD_suspend_connection(ex->conn);
+    }
+    pthread_mutex_unlock(&ex->lock);
+    return ret;
+}
+
+static enum MHD_Result dispatch(struct http_exchange *ex)
+{
+    if (!ex->dispatched) {
+        ex->dispatched = 1;
+        options.handler(ex);
+    }
+    return reply_or_wait(ex);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    struct http_exchange *ex = *con_cls;
+    (void)cls;
+    (void)version;
+
+    if (!ex) {
+        ex = calloc(1, sizeof(*ex));
+        if (!ex)
+            return MHD_NO;
+        ex->conn = conn;
+        ex->method = strdup(method);
+        ex->path = strdup(url);
+        pthread_mutex_init(&ex->lock, NULL);
+        *con_cls = ex;
+        if (!ex->method || !ex->path)
+            return MHD_NO;
+        /* A declared length over the limit is refused before reading any of it. */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > options.max_body) {
+            ex->too_large = 1;
+            return dispatch(ex);
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (ex->too_large || ex->dispatched)
+            return MHD_YES;
+        if (ex->body_len + n > options.max_body) {
+            /* Chunked bodies have no declared length: we learn it here, mid-upload,
+             * where a reply cannot be queued. Close the connection. */
+            ex->too_large = 1;
+            free(ex->body);
+            ex->body = NULL;
+            return MHD_NO;
+        }
+        if (ex->body_len + n + 1 > ex->body_cap) {
+            size_t cap = ex->body_cap ? ex->body_cap : 4096;
+            while (cap < ex->body_len + n + 1)
+                cap *= 2;
+            char *b = realloc(ex->body, cap);
+            if (!b)
+                return MHD_NO;
+            ex->body = b;
+            ex->body_cap = cap;
+        }
+        memcpy(ex->body + ex->body_len, upload_data, n);
+        ex->body_len += n;
+        ex->body[ex->body_len] = '\0';
+        return MHD_YES;
+    }
+    return dispatch(ex);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+    struct http_exchange *ex = *con_cls;
+    (void)cls;
+    (void)conn;
+    (void)code;
+    if (!ex)
+        return;
+    if (ex->response)
+        MHD_destroy_response(ex->response);
+    pthread_mutex_destroy(&ex->lock);
+    free(ex->method);
+    free(ex->path);
+    free(ex->body);
+    free(ex);
+    *con_cls = NULL;
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    fputs("pyexecd: http: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+int http_server_start(const struct http_server_options *opt, char *err, size_t errlen)
+{
+    options = *opt;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* The logger must come first, or MHD logs the options before it on its own. */
+    daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_access, NULL,
+                               MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+                               MHD_OPTION_LISTEN_SOCKET, opt->listen_fd,
+                               MHD_OPTION_THREAD_POOL_SIZE, opt->threads,
+                               MHD_OPTION_CONNECTION_LIMIT, opt->connection_limit,
+                               MHD_OPTION_CONNECTION_TIMEOUT, opt->idle_timeout_s,
+                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                               MHD_OPTION_END);
+    if (!daemon_) {
+        snprintf(err, errlen, "libmicrohttpd failed to start");
+        return -1;
+    }
+    return 0;
+}
+
+void http_server_quiesce(void)
+{
+    if (daemon_) {
+        MHD_socket fd = MHD_quiesce_daemon(daemon_);
+        if (fd != MHD_INVALID_SOCKET)
+            quiesced_fd = fd;
+    }
+}
+
+void http_server_stop(void)
+{
+    if (daemon_)
+        MHD_stop_daemon(daemon_);
+    daemon_ = NULL;
+    if (quiesced_fd >= 0)
+        close(quiesced_fd);
+    quiesced_fd = -1;
+}

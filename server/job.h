@@ -1,0 +1,75 @@
+/* What an execution is asked to do and what it produced: the types shared by the wire
+ * codec (server/wire.c), the executor (server/executor.c) and the routes. */
+#ifndef PYEXECD_JOB_H
+#define PYEXECD_JOB_H
+
+#include <stddef.h>
+
+#include "../common/result.h"
+
+struct input_file {
+    char *name;               /* "input_file_0.csv": owned */
+    unsigned char *data;      /* decoded bytes: owned */
+    size_t len;
+};
+
+struct exec_request {
+    char **codes;             /* UTF-8 code of each block, NUL-terminated: owned */
+    size_t *code_lens;
+    size_t ncodes;
+    struct input_file *files; /* owned */
+    size_t nfiles;
+};
+
+/* The real service's outcome enum (values as in the API). */
+enum outcome {
+    OUTCOME_OK = 1,
+    OUTCOME_FAILED = 2,
+    OUTCOME_DEADLINE_EXCEEDED = 3,
+};
+
+/* One codeExecutionResult part. */
+struct result_entry {
+    enum outcome outcome;
+    char *output;             /* valid UTF-8, owned; NULL: the output field is absent */
+    size_t output_len;
+};
+
+struct image {
+    char *mime;               /* owned */
+    unsigned char *data;      /* owned */
+    size_t len;
+};
+
+/* What one code block produced: usually one result entry; two when a failed block had
+ * printed to stdout and the server splits them as the real service did (stdout in an
+ * OK result, then the FAILED one). */
+struct block_result {
+    struct result_entry entries[2];
+    size_t nentries;
+    struct image *images;     /* owned */
+    size_t nimages;
+};
+
+/* Which limit, if any, ended or cut an execution (reported beside the parts). */
+enum limit_hit {
+    LIMIT_HIT_NONE = 0,
+    LIMIT_HIT_DEADLINE,
+    LIMIT_HIT_OUTPUT,
+    LIMIT_HIT_IMAGES,
+    LIMIT_HIT_CRASH,
+};
+
+struct exec_result {
+    enum px_result status;    /* PX_OK, or why there are no block results (503 ...) */
+    char *status_message;     /* owned, may be NULL */
+    struct block_result *blocks;  /* one per code block when status is PX_OK: owned */
+    size_t nblocks;
+    enum limit_hit limit;
+};
+
+void exec_request_release(struct exec_request *req);
+/* Frees everything the result owns and the result itself. NULL is fine. */
+void exec_result_free(struct exec_result *res);
+
+#endif

@@ -1,0 +1,21 @@
+/* The HTTP API: which path and method do what. Glue between the HTTP layer, the wire
+ * codec and the executor, each of which knows nothing of the others. */
+#ifndef PYEXECD_ROUTES_H
+#define PYEXECD_ROUTES_H
+
+#include <stddef.h>
+
+#include "http_server.h"
+
+struct routes_options {
+    unsigned deadline_ms;       /* reported by /healthz */
+    size_t output_bytes;
+    size_t body_bytes;
+};
+
+void routes_init(const struct routes_options *opt);
+
+/* The http_handler_fn for every request. */
+void routes_handle(struct http_exchange *ex);
+
+#endif

@@ -1,0 +1,672 @@
+#include "wire.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../common/limits.h"
+#include "../sandbox/isolation.h"
+#include "base64.h"
+#include "utf8.h"
+
+struct wire_execute {
+    cJSON *parts;          /* normalised request parts, in order */
+    size_t *block_of;      /* for each part: index of its code block, or SIZE_MAX */
+    char **ids;            /* for each part: the code part's id (borrowed from parts) or NULL */
+    size_t nparts;
+};
+
+/* MIME types accepted for input files and the extension each gets in the work dir: the
+ * kinds the real service documents, plus plain text. Parameters (";charset=...") and
+ * letter case are ignored. */
+static const struct {
+    const char *mime;
+    const char *ext;
+} input_types[] = {
+    {"image/png", "png"}, {"image/jpeg", "jpeg"}, {"text/csv", "csv"},
+    {"text/xml", "xml"}, {"application/xml", "xml"}, {"text/x-c++src", "cpp"},
+    {"text/x-c++", "cpp"}, {"text/x-java-source", "java"}, {"text/x-java", "java"},
+    {"text/x-python", "py"}, {"text/x-python-script", "py"},
+    {"application/x-python-code", "py"}, {"text/javascript", "js"},
+    {"application/javascript", "js"}, {"application/x-javascript", "js"},
+    {"text/x-typescript", "ts"}, {"application/typescript", "ts"},
+    {"application/x-typescript", "ts"}, {"text/plain", "txt"},
+};
+
+static enum px_result errorf(char *msg, size_t msglen, enum px_result r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* cJSON 1.7.15 silently ends a string at an escaped NUL ("a\u0000b" parses as "a"),
+ * which would run different code than the client sent: find such escapes first. Also
+ * rejects raw control bytes 0x00 anywhere. Returns 1 if the body is acceptable. */
+static int body_has_no_nul(const char *s, size_t n)
+{
+    int in_string = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\0')
+            return 0;
+        if (!in_string) {
+            if (c == '"')
+                in_string = 1;
+            continue;
+        }
+        if (c == '"') {
+            in_string = 0;
+        } else if (c == '\\' && i + 1 < n) {
+            if (s[i + 1] == 'u' && i + 5 < n && s[i + 2] == '0' && s[i + 3] == '0' &&
+                s[i + 4] == '0' && s[i + 5] == '0')
+                return 0;
+            i++;   /* skip the escaped character */
+        }
+    }
+    return 1;
+}
+
+/* Fields of one JSON object, matched by their camelCase or snake_case names. Each may
+ * appear once; an unknown name is an error, as in proto3 JSON parsing. */
+struct field_spec {
+    const char *camel, *snake;
+};
+
+static enum px_result match_fields(const cJSON *obj, const struct field_spec *spec,
+                                   size_t nspec, const cJSON **found, const char *path,
+                                   char *msg, size_t msglen)
+{
+    for (size_t i = 0; i < nspec; i++)
+        found[i] = NULL;
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        size_t i;
+        for (i = 0; i < nspec; i++) {
+            if (strcmp(c->string, spec[i].camel) == 0 ||
+                (spec[i].snake && strcmp(c->string, spec[i].snake) == 0))
+                break;
+        }
+        if (i == nspec)
+            return errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                          "Invalid JSON payload received. Unknown name \"%s\" at '%s': "
+                          "Cannot find field.", c->string, path);
+        if (found[i])
+            return errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                          "Invalid JSON payload received. Duplicate field \"%s\" at '%s'.",
+                          c->string, path);
+        found[i] = c;
+    }
+    return PX_OK;
+}
+
+static const char *input_extension(const char *mime)
+{
+    size_t n = strcspn(mime, ";");
+    while (n > 0 && (mime[n - 1] == ' ' || mime[n - 1] == '\t'))
+        n--;
+    for (size_t i = 0; i < sizeof(input_types) / sizeof(input_types[0]); i++) {
+        if (strlen(input_types[i].mime) == n && strncasecmp(mime, input_types[i].mime, n) == 0)
+            return input_types[i].ext;
+    }
+    return NULL;
+}
+
+/* Appends to a growable array of T; returns 0 or -1 when out of memory. */
+static int grow(void **arr, size_t elem, size_t count)
+{
+    void *p = realloc(*arr, elem * (count + 1));
+    if (!p)
+        return -1;
+    *arr = p;
+    return 0;
+}
+
+enum part_field {
+    PF_EXECUTABLE_CODE, PF_INLINE_DATA, PF_TEXT, PF_THOUGHT, PF_THOUGHT_SIGNATURE,
+    PF_CODE_EXECUTION_RESULT, PF_FILE_DATA, PF_FUNCTION_CALL, PF_FUNCTION_RESPONSE,
+    PF_VIDEO_METADATA, PF_COUNT
+};
+
+static const struct field_spec part_fields[PF_COUNT] = {
+    [PF_EXECUTABLE_CODE] = {"executableCode", "executable_code"},
+    [PF_INLINE_DATA] = {"inlineData", "inline_data"},
+    [PF_TEXT] = {"text", NULL},
+    [PF_THOUGHT] = {"thought", NULL},
+    [PF_THOUGHT_SIGNATURE] = {"thoughtSignature", "thought_signature"},
+    [PF_CODE_EXECUTION_RESULT] = {"codeExecutionResult", "code_execution_result"},
+    [PF_FILE_DATA] = {"fileData", "file_data"},
+    [PF_FUNCTION_CALL] = {"functionCall", "function_call"},
+    [PF_FUNCTION_RESPONSE] = {"functionResponse", "function_response"},
+    [PF_VIDEO_METADATA] = {"videoMetadata", "video_metadata"},
+};
+
+enum { CF_LANGUAGE, CF_CODE, CF_ID, CF_COUNT };
+static const struct field_spec code_fields[CF_COUNT] = {
+    [CF_LANGUAGE] = {"language", NULL}, [CF_CODE] = {"code", NULL}, [CF_ID] = {"id", NULL},
+};
+
+enum { DF_MIME, DF_DATA, DF_DISPLAY_NAME, DF_COUNT };
+static const struct field_spec data_fields[DF_COUNT] = {
+    [DF_MIME] = {"mimeType", "mime_type"}, [DF_DATA] = {"data", NULL},
+    [DF_DISPLAY_NAME] = {"displayName", "display_name"},
+};
+
+struct parse_state {
+    struct wire_execute *w;
+    struct exec_request *req;
+    size_t input_bytes;
+    char *msg;
+    size_t msglen;
+};
+
+/* executableCode -> a code block and its normalised echo. */
+static enum px_result parse_code(struct parse_state *st, const cJSON *obj, const char *path,
+                                 cJSON *echo_part, char **id_out)
+{
+    char sub[96];
+    const cJSON *f[CF_COUNT];
+    snprintf(sub, sizeof(sub), "%sexecutable_code", path);
+    if (!cJSON_IsObject(obj))
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s': expected an object.", sub);
+    enum px_result r = match_fields(obj, code_fields, CF_COUNT, f, sub, st->msg, st->msglen);
+    if (r != PX_OK)
+        return r;
+
+    const cJSON *lang = f[CF_LANGUAGE];
+    int python = (cJSON_IsString(lang) && strcmp(lang->valuestring, "PYTHON") == 0) ||
+                 (cJSON_IsNumber(lang) && lang->valuedouble == 1);
+    if (!python)
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s.language': the only supported language is "
+                      "PYTHON.", sub);
+    const cJSON *code = f[CF_CODE];
+    if (!cJSON_IsString(code) || code->valuestring[0] == '\0')
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s.code': the code must be a non-empty string.", sub);
+    const cJSON *id = f[CF_ID];
+    if (id && !cJSON_IsString(id))
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s.id': expected a string.", sub);
+
+    struct exec_request *req = st->req;
+    if (grow((void **)&req->codes, sizeof(char *), req->ncodes) < 0 ||
+        grow((void **)&req->code_lens, sizeof(size_t), req->ncodes) < 0)
+        return PX_NOMEM;
+    size_t n = strlen(code->valuestring);
+    req->codes[req->ncodes] = strdup(code->valuestring);
+    if (!req->codes[req->ncodes])
+        return PX_NOMEM;
+    req->code_lens[req->ncodes++] = n;
+
+    cJSON *ec = cJSON_AddObjectToObject(echo_part, "executableCode");
+    if (!ec || !cJSON_AddStringToObject(ec, "language", "PYTHON") ||
+        !cJSON_AddStringToObject(ec, "code", code->valuestring))
+        return PX_NOMEM;
+    if (id) {
+        cJSON *idj = cJSON_AddStringToObject(ec, "id", id->valuestring);
+        if (!idj)
+            return PX_NOMEM;
+        *id_out = idj->valuestring;
+    }
+    return PX_OK;
+}
+
+/* inlineData -> an input file input_file_N.ext and its echo. */
+static enum px_result parse_inline_data(struct parse_state *st, const cJSON *obj,
+                                        const char *path, cJSON *echo_part)
+{
+    char sub[96];
+    const cJSON *f[DF_COUNT];
+    snprintf(sub, sizeof(sub), "%sinline_data", path);
+    if (!cJSON_IsObject(obj))
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s': expected an object.", sub);
+    enum px_result r = match_fields(obj, data_fields, DF_COUNT, f, sub, st->msg, st->msglen);
+    if (r != PX_OK)
+        return r;
+    const cJSON *mime = f[DF_MIME], *data = f[DF_DATA];
+    if (!cJSON_IsString(mime) || !mime->valuestring[0])
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s.mime_type': a MIME type is required.", sub);
+    const char *ext = input_extension(mime->valuestring);
+    if (!ext)
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s.mime_type' (%s): unsupported MIME type for an "
+                      "input file. Supported: image/png, image/jpeg, text/csv, text/xml, "
+                      "text/x-c++src, text/x-java, text/x-python, text/javascript, "
+                      "text/x-typescript, text/plain.", sub, mime->valuestring);
+    if (!cJSON_IsString(data))
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s.data' (TYPE_BYTES): base64 data is required.", sub);
+    size_t enc_len = strlen(data->valuestring);
+    size_t dec_len;
+    unsigned char *dec = base64_decode(data->valuestring, enc_len, &dec_len);
+    if (!dec)
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s.data' (TYPE_BYTES), Base64 decoding failed.", sub);
+    st->input_bytes += dec_len;
+    if (st->input_bytes > LIMIT_INPUT_FILE_BYTES) {
+        free(dec);
+        return errorf(st->msg, st->msglen, PX_TOO_LARGE,
+                      "The input files total more than %u bytes.", LIMIT_INPUT_FILE_BYTES);
+    }
+
+    struct exec_request *req = st->req;
+    if (grow((void **)&req->files, sizeof(struct input_file), req->nfiles) < 0) {
+        free(dec);
+        return PX_NOMEM;
+    }
+    struct input_file *file = &req->files[req->nfiles];
+    char name[48];
+    snprintf(name, sizeof(name), "input_file_%zu.%s", req->nfiles, ext);
+    file->name = strdup(name);
+    file->data = dec;
+    file->len = dec_len;
+    req->nfiles++;
+    if (!file->name)
+        return PX_NOMEM;
+
+    cJSON *id = cJSON_AddObjectToObject(echo_part, "inlineData");
+    if (!id || !cJSON_AddStringToObject(id, "mimeType", mime->valuestring) ||
+        !cJSON_AddStringToObject(id, "data", data->valuestring))
+        return PX_NOMEM;
+    if (f[DF_DISPLAY_NAME] && cJSON_IsString(f[DF_DISPLAY_NAME]) &&
+        !cJSON_AddStringToObject(id, "displayName", f[DF_DISPLAY_NAME]->valuestring))
+        return PX_NOMEM;
+    return PX_OK;
+}
+
+/* One Part. path is the prefix for error messages ("parts[2]." or ""). */
+static enum px_result parse_part(struct parse_state *st, const cJSON *part, const char *path,
+                                 size_t index)
+{
+    const cJSON *f[PF_COUNT];
+    char where[64];
+    snprintf(where, sizeof(where), "%.*s", path[0] ? (int)strlen(path) - 1 : 0, path);
+    if (!cJSON_IsObject(part))
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s': a part must be an object.", where);
+    enum px_result r = match_fields(part, part_fields, PF_COUNT, f, where[0] ? where : "part",
+                                    st->msg, st->msglen);
+    if (r != PX_OK)
+        return r;
+
+    if (f[PF_CODE_EXECUTION_RESULT])
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%scode_execution_result': results are produced by "
+                      "the server; send only executableCode (and inlineData or text) parts.",
+                      path);
+    static const int unsupported[] = {PF_FILE_DATA, PF_FUNCTION_CALL, PF_FUNCTION_RESPONSE,
+                                      PF_VIDEO_METADATA};
+    for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
+        if (f[unsupported[i]])
+            return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                          "Invalid value at '%s%s': not supported by the execute API (files "
+                          "go in inlineData parts).", path, part_fields[unsupported[i]].snake);
+    }
+    int kinds = !!f[PF_EXECUTABLE_CODE] + !!f[PF_INLINE_DATA] + !!f[PF_TEXT];
+    if (kinds != 1)
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      kinds ? "Invalid value at '%s': a part holds exactly one of "
+                              "executableCode, inlineData or text."
+                            : "Invalid value at '%s': the part is empty; it needs "
+                              "executableCode, inlineData or text.",
+                      where[0] ? where : "part");
+
+    cJSON *echo = cJSON_CreateObject();
+    if (!echo || !cJSON_AddItemToArray(st->w->parts, echo)) {
+        cJSON_Delete(echo);
+        return PX_NOMEM;
+    }
+    st->w->block_of[index] = SIZE_MAX;
+    st->w->ids[index] = NULL;
+
+    if (f[PF_TEXT]) {
+        if (!cJSON_IsString(f[PF_TEXT]))
+            return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                          "Invalid value at '%stext': expected a string.", path);
+        if (!cJSON_AddStringToObject(echo, "text", f[PF_TEXT]->valuestring))
+            return PX_NOMEM;
+    } else if (f[PF_INLINE_DATA]) {
+        r = parse_inline_data(st, f[PF_INLINE_DATA], path, echo);
+    } else {
+        st->w->block_of[index] = st->req->ncodes;
+        r = parse_code(st, f[PF_EXECUTABLE_CODE], path, echo, &st->w->ids[index]);
+    }
+    if (r != PX_OK)
+        return r;
+
+    /* Model turns carry these on their parts; echo them untouched. */
+    if (f[PF_THOUGHT]) {
+        if (!cJSON_IsBool(f[PF_THOUGHT]))
+            return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                          "Invalid value at '%sthought': expected true or false.", path);
+        if (!cJSON_AddBoolToObject(echo, "thought", cJSON_IsTrue(f[PF_THOUGHT])))
+            return PX_NOMEM;
+    }
+    if (f[PF_THOUGHT_SIGNATURE]) {
+        if (!cJSON_IsString(f[PF_THOUGHT_SIGNATURE]))
+            return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                          "Invalid value at '%sthought_signature': expected a string.", path);
+        if (!cJSON_AddStringToObject(echo, "thoughtSignature",
+                                     f[PF_THOUGHT_SIGNATURE]->valuestring))
+            return PX_NOMEM;
+    }
+    return PX_OK;
+}
+
+enum px_result wire_parse_execute(const char *body, size_t len, struct wire_execute **out,
+                                  struct exec_request *req, char *msg, size_t msglen)
+{
+    enum px_result r;
+    struct parse_state st = {.req = req, .msg = msg, .msglen = msglen};
+    cJSON *root = NULL;
+
+    *out = NULL;
+    memset(req, 0, sizeof(*req));
+    if (utf8_valid_prefix((const unsigned char *)body, len) != len)
+        return errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                      "Invalid JSON payload received. The body is not valid UTF-8.");
+    if (!body_has_no_nul(body, len))
+        return errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                      "Invalid JSON payload received. Strings must not contain NUL "
+                      "characters (\\u0000).");
+    /* len + 1: cJSON checks that the NUL terminator directly follows the value. */
+    root = cJSON_ParseWithLengthOpts(body, len + 1, NULL, 1);
+    if (!root)
+        return errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                      len ? "Invalid JSON payload received. The body is not valid JSON."
+                          : "Invalid JSON payload received. The body is empty.");
+    if (!cJSON_IsObject(root)) {
+        r = errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                   "Invalid JSON payload received. Expected a JSON object: a Part or a "
+                   "Content with parts.");
+        goto fail;
+    }
+
+    /* A Content ({"parts": [...], "role": ...}) or a single Part. */
+    const cJSON *parts = cJSON_GetObjectItemCaseSensitive(root, "parts");
+    int content = parts != NULL;
+    if (content) {
+        static const struct field_spec content_fields[] = {{"parts", NULL}, {"role", NULL}};
+        const cJSON *f[2];
+        r = match_fields(root, content_fields, 2, f, "content", msg, msglen);
+        if (r != PX_OK)
+            goto fail;
+        if (f[1] && !cJSON_IsString(f[1])) {
+            r = errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                       "Invalid value at 'role': expected a string.");
+            goto fail;
+        }
+        if (!cJSON_IsArray(parts) || !parts->child) {
+            r = errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                       "Invalid value at 'parts': expected a non-empty array of parts.");
+            goto fail;
+        }
+    }
+    size_t nparts = content ? (size_t)cJSON_GetArraySize(parts) : 1;
+    if (nparts > LIMIT_PARTS) {
+        r = errorf(msg, msglen, PX_TOO_LARGE,
+                   "Too many parts: %zu; at most %d per request.", nparts, LIMIT_PARTS);
+        goto fail;
+    }
+
+    struct wire_execute *w = calloc(1, sizeof(*w));
+    if (!w) {
+        r = PX_NOMEM;
+        goto fail;
+    }
+    st.w = w;
+    w->parts = cJSON_CreateArray();
+    w->block_of = calloc(nparts, sizeof(size_t));
+    w->ids = calloc(nparts, sizeof(char *));
+    w->nparts = nparts;
+    if (!w->parts || !w->block_of || !w->ids) {
+        r = PX_NOMEM;
+        goto fail_w;
+    }
+
+    if (content) {
+        size_t i = 0;
+        for (const cJSON *p = parts->child; p; p = p->next, i++) {
+            char path[32];
+            snprintf(path, sizeof(path), "parts[%zu].", i);
+            r = parse_part(&st, p, path, i);
+            if (r != PX_OK)
+                goto fail_w;
+        }
+    } else {
+        r = parse_part(&st, root, "", 0);
+        if (r != PX_OK)
+            goto fail_w;
+    }
+    if (req->ncodes == 0) {
+        r = errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                   "The request has no executableCode part: nothing to run.");
+        goto fail_w;
+    }
+    cJSON_Delete(root);
+    *out = w;
+    return PX_OK;
+
+fail_w:
+    wire_execute_free(w);
+fail:
+    if (r == PX_NOMEM)
+        snprintf(msg, msglen, "Out of memory while reading the request.");
+    cJSON_Delete(root);
+    exec_request_release(req);
+    return r;
+}
+
+void wire_execute_free(struct wire_execute *w)
+{
+    if (!w)
+        return;
+    cJSON_Delete(w->parts);
+    free(w->block_of);
+    free(w->ids);
+    free(w);
+}
+
+static const char *outcome_name(enum outcome o)
+{
+    switch (o) {
+    case OUTCOME_OK: return "OUTCOME_OK";
+    case OUTCOME_FAILED: return "OUTCOME_FAILED";
+    case OUTCOME_DEADLINE_EXCEEDED: return "OUTCOME_DEADLINE_EXCEEDED";
+    }
+    return "OUTCOME_UNSPECIFIED";
+}
+
+/* Adds a string that may hold any bytes cJSON can print (valid UTF-8, NUL-free). */
+static cJSON *add_text(cJSON *obj, const char *name, const char *s)
+{
+    return cJSON_AddStringToObject(obj, name, s);
+}
+
+static int add_block(cJSON *out, const struct block_result *b, const char *id)
+{
+    for (size_t e = 0; e < b->nentries; e++) {
+        cJSON *part = cJSON_CreateObject();
+        if (!part || !cJSON_AddItemToArray(out, part)) {
+            cJSON_Delete(part);
+            return -1;
+        }
+        cJSON *r = cJSON_AddObjectToObject(part, "codeExecutionResult");
+        if (!r || !cJSON_AddStringToObject(r, "outcome", outcome_name(b->entries[e].outcome)))
+            return -1;
+        if (b->entries[e].output && !add_text(r, "output", b->entries[e].output))
+            return -1;
+        if (id && !cJSON_AddStringToObject(r, "id", id))
+            return -1;
+    }
+    for (size_t k = 0; k < b->nimages; k++) {
+        char *b64 = base64_encode(b->images[k].data, b->images[k].len, NULL);
+        cJSON *part = cJSON_CreateObject();
+        cJSON *img = part ? cJSON_AddObjectToObject(part, "inlineData") : NULL;
+        int ok = b64 && img && cJSON_AddStringToObject(img, "mimeType", b->images[k].mime) &&
+                 cJSON_AddStringToObject(img, "data", b64) && cJSON_AddItemToArray(out, part);
+        free(b64);
+        if (!ok) {
+            cJSON_Delete(part);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const char *limit_name(enum limit_hit l)
+{
+    switch (l) {
+    case LIMIT_HIT_NONE: return NULL;
+    case LIMIT_HIT_DEADLINE: return "DEADLINE";
+    case LIMIT_HIT_OUTPUT: return "OUTPUT_BYTES";
+    case LIMIT_HIT_IMAGES: return "IMAGES";
+    case LIMIT_HIT_CRASH: return "INTERPRETER_CRASH";
+    }
+    return NULL;
+}
+
+char *wire_encode_execute(const struct wire_execute *w, const struct exec_result *res,
+                          size_t *len)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *out = root ? cJSON_AddArrayToObject(root, "parts") : NULL;
+    char *text = NULL;
+    if (!out)
+        goto done;
+    size_t i = 0;
+    for (const cJSON *p = w->parts->child; p; p = p->next, i++) {
+        cJSON *copy = cJSON_Duplicate(p, 1);
+        if (!copy || !cJSON_AddItemToArray(out, copy)) {
+            cJSON_Delete(copy);
+            goto done;
+        }
+        size_t block = w->block_of[i];
+        if (block != SIZE_MAX && block < res->nblocks &&
+            add_block(out, &res->blocks[block], w->ids[i]) < 0)
+            goto done;
+    }
+    /* Beside the parts, never inside them: which limit cut this execution short. */
+    const char *limit = limit_name(res->limit);
+    if (limit) {
+        cJSON *meta = cJSON_AddObjectToObject(root, "executionMetadata");
+        if (!meta || !cJSON_AddStringToObject(meta, "limitReached", limit))
+            goto done;
+    }
+    text = cJSON_PrintUnformatted(root);
+    if (text && len)
+        *len = strlen(text);
+done:
+    cJSON_Delete(root);
+    return text;
+}
+
+char *wire_encode_error(int code, const char *message, const char *status, size_t *len)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = root ? cJSON_AddObjectToObject(root, "error") : NULL;
+    char *text = NULL;
+    /* The message may quote client bytes: make it valid UTF-8 first. */
+    char *clean = NULL;
+    size_t clean_len;
+    if (err && utf8_sanitize((const unsigned char *)message, strlen(message), &clean,
+                             &clean_len) == 0 &&
+        cJSON_AddNumberToObject(err, "code", code) &&
+        cJSON_AddStringToObject(err, "message", clean) &&
+        cJSON_AddStringToObject(err, "status", status))
+        text = cJSON_PrintUnformatted(root);
+    free(clean);
+    cJSON_Delete(root);
+    if (text && len)
+        *len = strlen(text);
+    return text;
+}
+
+static const char *zygote_state_name(enum zygote_state s)
+{
+    switch (s) {
+    case ZYGOTE_STARTING: return "starting";
+    case ZYGOTE_READY: return "ready";
+    case ZYGOTE_DOWN: return "restarting";
+    case ZYGOTE_STOPPED: return "stopped";
+    }
+    return "unknown";
+}
+
+char *wire_encode_health(const struct health_report *h, size_t *len)
+{
+    cJSON *root = cJSON_CreateObject();
+    char *text = NULL;
+    if (!root)
+        return NULL;
+    int ok = 1;
+    int ready = h->zygote_state == ZYGOTE_READY;
+    ok &= !!cJSON_AddStringToObject(root, "status", ready ? "ok" : "unavailable");
+
+    cJSON *z = cJSON_AddObjectToObject(root, "zygote");
+    ok &= z && cJSON_AddStringToObject(z, "state", zygote_state_name(h->zygote_state)) &&
+          cJSON_AddNumberToObject(z, "pid", h->zygote_pid) &&
+          cJSON_AddNumberToObject(z, "restarts", h->zygote_restarts);
+
+    cJSON *wk = cJSON_AddObjectToObject(root, "workers");
+    ok &= wk && cJSON_AddNumberToObject(wk, "max", h->workers_max) &&
+          cJSON_AddNumberToObject(wk, "running", h->running);
+    cJSON *pool = cJSON_AddObjectToObject(root, "pool");
+    ok &= pool && cJSON_AddNumberToObject(pool, "target", h->pool_target) &&
+          cJSON_AddNumberToObject(pool, "ready", h->pool_ready) &&
+          cJSON_AddNumberToObject(pool, "starting", h->pool_starting);
+    cJSON *q = cJSON_AddObjectToObject(root, "queue");
+    ok &= q && cJSON_AddNumberToObject(q, "depth", h->queue_depth) &&
+          cJSON_AddNumberToObject(q, "max", h->queue_max);
+
+    cJSON *counters = cJSON_AddObjectToObject(root, "counters");
+    ok &= counters && cJSON_AddNumberToObject(counters, "executions", (double)h->executions) &&
+          cJSON_AddNumberToObject(counters, "deadlineKills", (double)h->deadline_kills) &&
+          cJSON_AddNumberToObject(counters, "workerCrashes", (double)h->worker_crashes) &&
+          cJSON_AddNumberToObject(counters, "workerSetupFailures", (double)h->setup_failures);
+
+    /* Each layer: true when the kernel grants it and workers run under it. */
+    cJSON *iso = cJSON_AddObjectToObject(root, "isolation");
+    ok &= !!iso;
+    for (unsigned i = 0; ok && i < ISO_LAYER_COUNT; i++) {
+        unsigned bit = 1u << i;
+        cJSON *v = h->layers_known ? cJSON_CreateBool(h->layers & bit) : cJSON_CreateNull();
+        ok &= v && cJSON_AddItemToObject(iso, isolation_layer_name(bit), v);
+    }
+
+    cJSON *lim = cJSON_AddObjectToObject(root, "limits");
+    ok &= lim && cJSON_AddNumberToObject(lim, "deadlineMs", h->deadline_ms) &&
+          cJSON_AddNumberToObject(lim, "outputBytes", (double)h->output_bytes) &&
+          cJSON_AddNumberToObject(lim, "bodyBytes", (double)h->body_bytes);
+
+    if (ok && h->info_json) {
+        cJSON *info = cJSON_Parse(h->info_json);
+        if (info) {
+            cJSON *py = cJSON_DetachItemFromObjectCaseSensitive(info, "python");
+            cJSON *libs = cJSON_DetachItemFromObjectCaseSensitive(info, "libraries");
+            cJSON *fails = cJSON_DetachItemFromObjectCaseSensitive(info, "importFailures");
+            if (py)
+                cJSON_AddItemToObject(root, "python", py);
+            if (libs)
+                cJSON_AddItemToObject(root, "libraries", libs);
+            if (fails)
+                cJSON_AddItemToObject(root, "importFailures", fails);
+            cJSON_Delete(info);
+        }
+    }
+    if (ok)
+        text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (text && len)
+        *len = strlen(text);
+    return text;
+}

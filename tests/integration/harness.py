@@ -1,0 +1,221 @@
+"""Starts the real pyexecd binary on loopback and talks HTTP to it.
+
+Every integration test uses this: no mocks, the real server, zygote, kernel sandbox and
+interpreter. Each Server gets its own port (chosen by the kernel), state dir and worker uid
+range, so servers of different test files never see each other's workers.
+
+    with Server() as s:
+        status, body = s.execute(code_part("print(1)"))
+
+stop() (or leaving the with block) sends SIGTERM, waits for the server, and fails the test
+if any process of this server (the zygote or a worker, found by its uid range) is left.
+"""
+
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+BINARY = os.environ.get("PYEXECD_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "pyexecd")
+
+# Workers run as uid_base + slot; slots are 2 * (pool + workers) + 8, plus one for the
+# zygote's start-up probe.
+def _slots(pool, workers):
+    return 2 * (pool + workers) + 9
+
+
+def code_part(code, **extra):
+    """An executableCode part."""
+    return {"executableCode": {"language": "PYTHON", "code": code, **extra}}
+
+
+def results(body):
+    """The codeExecutionResult objects of a reply, in order."""
+    return [p["codeExecutionResult"] for p in body.get("parts", []) if "codeExecutionResult" in p]
+
+
+def images(body):
+    return [p["inlineData"] for p in body.get("parts", []) if "inlineData" in p]
+
+
+def processes_with_uid_in(lo, hi):
+    """[(pid, uid, name)] of processes whose real uid is in [lo, hi)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                text = f.read()
+        except OSError:
+            continue
+        m = re.search(r"^Uid:\s+(\d+)", text, re.M)
+        name = re.search(r"^Name:\s+(.*)$", text, re.M)
+        if m and lo <= int(m.group(1)) < hi:
+            found.append((int(pid), int(m.group(1)), name.group(1) if name else "?"))
+    return found
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "State:\tZ" not in f.read()
+    except OSError:
+        return False
+
+
+class Server:
+    def __init__(self, *flags, workers=2, pool=2, ready_timeout=180):
+        self.flags = list(flags)
+        self.workers = workers
+        self.pool = pool
+        self.ready_timeout = ready_timeout
+        self.uid_base = 2100000000 + random.randrange(0, 100000) * 1000
+        self.state_dir = tempfile.mkdtemp(prefix="pyexecd-test-")
+        self.proc = None
+        self.port = None
+        self.log = []
+        self._log_lock = threading.Lock()
+
+    # --- life cycle ------------------------------------------------------------------
+
+    def start(self):
+        args = [BINARY, "--listen", "127.0.0.1:0", "--state-dir", self.state_dir,
+                "--worker-uid-base", str(self.uid_base), "--workers", str(self.workers),
+                "--pool", str(self.pool)] + self.flags
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, errors="replace")
+        port_seen = threading.Event()
+
+        def drain():
+            for line in self.proc.stderr:
+                with self._log_lock:
+                    self.log.append(line.rstrip("\n"))
+                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    port_seen.set()
+            port_seen.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not port_seen.wait(30) or self.port is None:
+            self.kill()
+            raise RuntimeError("pyexecd did not start:\n" + self.log_text())
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=None):
+        deadline = time.time() + (timeout or self.ready_timeout)
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("pyexecd exited:\n" + self.log_text())
+            try:
+                status, body = self.get("/healthz", timeout=5)
+                if status == 200 and body.get("pool", {}).get("ready", 0) >= min(self.pool, 1):
+                    return body
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("pyexecd not ready in time:\n" + self.log_text())
+
+    def zygote_pid(self):
+        return self.health()[1]["zygote"]["pid"]
+
+    def stray_processes(self):
+        """Workers of this server still alive (by uid)."""
+        return processes_with_uid_in(self.uid_base, self.uid_base +
+                                     _slots(self.pool, self.workers))
+
+    def stop(self, check_leaks=True):
+        """SIGTERM, wait, and (unless told otherwise) assert nothing of ours survives."""
+        if not self.proc:
+            return
+        zygote = None
+        try:
+            zygote = self.zygote_pid()
+        except Exception:
+            pass
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("pyexecd did not stop on SIGTERM:\n" + self.log_text())
+        if check_leaks:
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                left = self.stray_processes()
+                zygote_left = zygote and pid_alive(zygote)
+                if not left and not zygote_left:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError(f"processes left after stop: workers={left} "
+                                     f"zygote={zygote if zygote_left else None}")
+        self.proc = None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.stop()
+        else:
+            self.kill()
+
+    def log_text(self):
+        with self._log_lock:
+            return "\n".join(self.log[-60:])
+
+    # --- HTTP --------------------------------------------------------------------------
+
+    def request(self, method, path, body=None, headers=None, timeout=120):
+        """Returns (status, parsed JSON or raw text, response headers)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+            elif isinstance(body, str):
+                body = body.encode()
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            raw = resp.read()
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = raw.decode("utf-8", "replace")
+            return resp.status, data, dict(resp.getheaders())
+        finally:
+            conn.close()
+
+    def get(self, path, timeout=120):
+        status, data, _ = self.request("GET", path, timeout=timeout)
+        return status, data
+
+    def health(self):
+        return self.get("/healthz", timeout=10)
+
+    def execute(self, body, timeout=120):
+        """POST /v1/execute. body: dict (sent as JSON), str or bytes (sent as is)."""
+        status, data, _ = self.request("POST", "/v1/execute", body, timeout=timeout)
+        return status, data
+
+    def run(self, *codes, timeout=120):
+        """Runs code blocks as one request; returns the reply, asserting HTTP 200."""
+        body = {"parts": [code_part(c) for c in codes]}
+        status, data = self.execute(body, timeout=timeout)
+        if status != 200:
+            raise AssertionError(f"HTTP {status}: {data}")
+        return data
