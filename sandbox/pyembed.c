@@ -5,10 +5,12 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/ipc.h"
 #include "block_report.h"
+#include "worker.h"
 #include "runner_py.h" /* generated from runner.py: runner_py_source[] */
 
 /* Modules imported and warmed in the zygote: the user's fifteen libraries and the
@@ -72,6 +74,11 @@ static PyObject *py_block_done(PyObject *self, PyObject *args)
     ipc_put_u32(&b, (out_tr ? BLOCK_FLAG_STDOUT_TRUNCATED : 0) |
                     (err_tr ? BLOCK_FLAG_STDERR_TRUNCATED : 0) |
                     (dropped ? BLOCK_FLAG_IMAGES_DROPPED : 0));
+    struct stat out_st = {0}, err_st = {0};
+    fstat(WORKER_FD_OUT_COPY, &out_st);
+    fstat(WORKER_FD_ERR_COPY, &err_st);
+    ipc_put_u64(&b, (uint64_t)out_st.st_size);
+    ipc_put_u64(&b, (uint64_t)err_st.st_size);
     ipc_put_bytes(&b, PyBytes_AS_STRING(err_bytes), (size_t)PyBytes_GET_SIZE(err_bytes));
     Py_DECREF(err_bytes);
 

@@ -15,11 +15,10 @@
 #include "../common/limits.h"
 #include "pyembed.h"
 
-/* Fixed descriptor numbers inside a worker. */
 #define FD_STDIN 0
 #define FD_STDOUT 1
 #define FD_STDERR 2
-#define FD_SOCK 3
+#define FD_SOCK WORKER_FD_SOCK
 
 static void send_frame(uint32_t type, const void *payload, size_t len)
 {
@@ -45,9 +44,10 @@ static int arrange_fds(const struct worker_start *ws)
     if (sock < 0 || out < 0 || err < 0 || null < 0)
         return -1;
     if (dup2(null, FD_STDIN) < 0 || dup2(out, FD_STDOUT) < 0 || dup2(err, FD_STDERR) < 0 ||
-        dup2(sock, FD_SOCK) < 0)
+        dup2(sock, FD_SOCK) < 0 || dup3(out, WORKER_FD_OUT_COPY, O_CLOEXEC) < 0 ||
+        dup3(err, WORKER_FD_ERR_COPY, O_CLOEXEC) < 0)
         return -1;
-    return close_range(FD_SOCK + 1, ~0u, 0);
+    return close_range(WORKER_FD_ERR_COPY + 1, ~0u, 0);
 }
 
 static void reset_signals(void)

@@ -10,6 +10,13 @@
 #define WORKER_EXIT_PROTOCOL 71   /* the server sent something unreadable */
 #define WORKER_EXIT_RUNNER 72     /* the runner itself failed */
 
+/* Fixed descriptor numbers inside a worker. The runner measures the capture files
+ * through its private copies, which the code has no reason to touch (fds 1 and 2 it may
+ * close or redirect). */
+#define WORKER_FD_SOCK 3
+#define WORKER_FD_OUT_COPY 4
+#define WORKER_FD_ERR_COPY 5
+
 struct worker_start {
     int sock;        /* stream socket to the server */
     int out_fd;      /* capture memfd for stdout */

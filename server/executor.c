@@ -262,12 +262,25 @@ static void complete_job(struct job *job, size_t from)
     publish_admitted_done();
 }
 
-/* Builds the running block's result from the capture files and the given ending. */
+/* Where a block's output ends: as the worker reported it (it runs ahead of us), kept
+ * within what the file holds and not before where the block began. A negative report
+ * means "now" (the worker was killed or died). */
+static off_t clamp_end(int fd, off_t mark, int64_t reported)
+{
+    off_t size = file_size(fd);
+    off_t end = reported < 0 || reported > size ? size : (off_t)reported;
+    return end < mark ? mark : end;
+}
+
+/* Builds the running block's result from the capture files and the given ending.
+ * out_end/err_end: the worker's report, or -1 for "whatever is there now". */
 static int finish_block(struct worker *w, enum block_end end, const char *error,
-                        size_t error_len, unsigned flags)
+                        size_t error_len, unsigned flags, int64_t out_report,
+                        int64_t err_report)
 {
     struct job *job = w->job;
-    off_t out_end = file_size(w->out_fd), err_end = file_size(w->err_fd);
+    off_t out_end = clamp_end(w->out_fd, job->out_mark, out_report);
+    off_t err_end = clamp_end(w->err_fd, job->err_mark, err_report);
     struct block_output_input in = {
         .end = end,
         .out = {.fd = w->out_fd, .start = job->out_mark, .end = out_end},
@@ -331,7 +344,7 @@ static void finish_crashed_job(struct worker *w, int status, int known)
     if (job->block < job->res->nblocks) {
         /* w->job is detached; finish_block reads through w, so reattach for the call. */
         w->job = job;
-        int rc = finish_block(w, end, reason, strlen(reason), 0);
+        int rc = finish_block(w, end, reason, strlen(reason), 0, -1, -1);
         w->job = NULL;
         if (rc < 0) {
             fail_job(job, PX_NOMEM, "Out of memory while building the reply.");
@@ -349,7 +362,7 @@ static void deadline_expired(struct worker *w)
     struct job *job = w->job;
     kill_worker(w);   /* from outside: a C loop that ignores signals dies all the same */
     ex.deadline_kills++;
-    if (finish_block(w, BLOCK_END_DEADLINE, NULL, 0, 0) < 0) {
+    if (finish_block(w, BLOCK_END_DEADLINE, NULL, 0, 0, -1, -1) < 0) {
         w->job = NULL;
         discard_worker(w);
         fail_job(job, PX_NOMEM, "Out of memory while building the reply.");
@@ -379,6 +392,8 @@ static void handle_block_done(struct worker *w, const unsigned char *p, uint32_t
     uint32_t index = ipc_get_u32(&c);
     uint32_t status = ipc_get_u32(&c);
     uint32_t flags = ipc_get_u32(&c);
+    uint64_t out_end = ipc_get_u64(&c);
+    uint64_t err_end = ipc_get_u64(&c);
     size_t error_len;
     const unsigned char *error = ipc_get_bytes(&c, &error_len);
     uint32_t nimages = ipc_get_u32(&c);
@@ -389,7 +404,9 @@ static void handle_block_done(struct worker *w, const unsigned char *p, uint32_t
     }
     struct block_result *b = &job->res->blocks[job->block];
     enum block_end end = status == BLOCK_STATUS_EXCEPTION ? BLOCK_END_EXCEPTION : BLOCK_END_OK;
-    if (finish_block(w, end, (const char *)error, error_len, flags) < 0) {
+    if (finish_block(w, end, (const char *)error, error_len, flags,
+                     out_end > INT64_MAX ? -1 : (int64_t)out_end,
+                     err_end > INT64_MAX ? -1 : (int64_t)err_end) < 0) {
         worker_protocol_error(w, "out of memory");
         return;
     }
@@ -845,8 +862,12 @@ static void check_timers(void)
 {
     int64_t now = now_ms();
     for (struct worker *w = ex.workers; w; w = w->next) {
-        if (w->state == W_BUSY && w->job && now >= w->job->deadline)
-            deadline_expired(w);
+        if (w->state == W_BUSY && w->job && now >= w->job->deadline) {
+            /* Reports it sent meanwhile come first: the block may have ended in time. */
+            read_worker(w);
+            if (w->state == W_BUSY && w->job && now >= w->job->deadline)
+                deadline_expired(w);
+        }
         else if (w->state == W_EXITING && now >= w->exit_wait_until) {
             finish_crashed_job(w, 0, 0);
             discard_worker(w);

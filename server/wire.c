@@ -486,10 +486,42 @@ static const char *outcome_name(enum outcome o)
     return "OUTCOME_UNSPECIFIED";
 }
 
-/* Adds a string that may hold any bytes cJSON can print (valid UTF-8, NUL-free). */
-static cJSON *add_text(cJSON *obj, const char *name, const char *s)
+/* Adds a string of n bytes of valid UTF-8 that may contain NUL characters, which cJSON's
+ * C strings cannot carry: we write the JSON string literal ourselves and add it raw. */
+static cJSON *add_text(cJSON *obj, const char *name, const char *s, size_t n)
 {
-    return cJSON_AddStringToObject(obj, name, s);
+    static const char hex[] = "0123456789abcdef";
+    if (n > (SIZE_MAX - 3) / 6)
+        return NULL;
+    char *lit = malloc(n * 6 + 3);   /* worst case: every byte as \u00XX */
+    if (!lit)
+        return NULL;
+    char *o = lit;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': *o++ = '\\'; *o++ = '"'; break;
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\b': *o++ = '\\'; *o++ = 'b'; break;
+        case '\f': *o++ = '\\'; *o++ = 'f'; break;
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        default:
+            if (c < 0x20) {
+                *o++ = '\\'; *o++ = 'u'; *o++ = '0'; *o++ = '0';
+                *o++ = hex[c >> 4]; *o++ = hex[c & 15];
+            } else {
+                *o++ = (char)c;
+            }
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    cJSON *item = cJSON_AddRawToObject(obj, name, lit);
+    free(lit);
+    return item;
 }
 
 static int add_block(cJSON *out, const struct block_result *b, const char *id)
@@ -503,7 +535,8 @@ static int add_block(cJSON *out, const struct block_result *b, const char *id)
         cJSON *r = cJSON_AddObjectToObject(part, "codeExecutionResult");
         if (!r || !cJSON_AddStringToObject(r, "outcome", outcome_name(b->entries[e].outcome)))
             return -1;
-        if (b->entries[e].output && !add_text(r, "output", b->entries[e].output))
+        if (b->entries[e].output &&
+            !add_text(r, "output", b->entries[e].output, b->entries[e].output_len))
             return -1;
         if (id && !cJSON_AddStringToObject(r, "id", id))
             return -1;
