@@ -90,8 +90,8 @@ int confine_apply(const struct confine_config *c, unsigned *applied, char *err, 
     }
 
     /* 3. A host name of its own (only visible with the UTS namespace). */
-    if (layers & ISO_UTS_NS)
-        (void)sethostname("sandbox", 7);
+    if ((layers & ISO_UTS_NS) && sethostname("sandbox", 7) < 0)
+        return fail(err, errlen, "setting the host name");
 
     /* 4. Resource limits, hard and soft alike so the code cannot raise them back. The
      *    address-space limit makes a memory bomb a clean MemoryError. */

@@ -28,8 +28,11 @@ const char *pyembed_info_json(void);
 void pyembed_after_fork_child(void);
 
 /* Runs the code blocks (UTF-8, not NUL-terminated) in order in one namespace. Each
- * block's result is sent on `sock` as an IPC_W_BLOCK_DONE frame as soon as it ends.
+ * block's result is sent on `sock` as an IPC_W_BLOCK_DONE frame as soon as it ends, with
+ * the sizes of the capture files measured through out_copy and err_copy (private
+ * descriptors of the same files as fds 1 and 2, which the code may close or redirect).
  * Returns 0, or -1 if the runner itself failed (reported on stderr). */
-int pyembed_run_job(int sock, const char *const *codes, const size_t *lens, size_t n);
+int pyembed_run_job(int sock, int out_copy, int err_copy, const char *const *codes,
+                    const size_t *lens, size_t n);
 
 #endif

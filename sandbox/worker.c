@@ -15,10 +15,7 @@
 #include "../common/limits.h"
 #include "pyembed.h"
 
-#define FD_STDIN 0
-#define FD_STDOUT 1
-#define FD_STDERR 2
-#define FD_SOCK WORKER_FD_SOCK
+static int sock_fd = -1;   /* the socket to the server */
 
 static void send_frame(uint32_t type, const void *payload, size_t len)
 {
@@ -28,26 +25,23 @@ static void send_frame(uint32_t type, const void *payload, size_t len)
     ipc_put_raw(&b, payload, len);
     ipc_frame_end(&b, start);
     if (!b.failed)
-        (void)ipc_send_all(FD_SOCK, b.data, b.len, NULL, 0);
+        (void)ipc_send_all(sock_fd, b.data, b.len, NULL, 0);
     ipc_buf_release(&b);
 }
 
-/* Puts the descriptors where the worker expects them and closes everything else the
- * zygote had open: its control socket, other workers' files, the server's listeners. */
+/* Puts the capture files on 1 and 2, /dev/null on 0, and closes the zygote's own
+ * descriptors (its control socket, its signalfd, the server's end of our socket). The
+ * zygote started with nothing else, so nothing of the server's is left. */
 static int arrange_fds(const struct worker_start *ws)
 {
-    /* Move the three inputs above the fixed slots first, so dup2 never clobbers one. */
-    int sock = fcntl(ws->sock, F_DUPFD_CLOEXEC, 10);
-    int out = fcntl(ws->out_fd, F_DUPFD_CLOEXEC, 10);
-    int err = fcntl(ws->err_fd, F_DUPFD_CLOEXEC, 10);
+    for (int i = 0; i < 3; i++)
+        if (ws->zygote_fds[i] >= 0)
+            close(ws->zygote_fds[i]);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (sock < 0 || out < 0 || err < 0 || null < 0)
+    if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(ws->out_fd, STDOUT_FILENO) < 0 ||
+        dup2(ws->err_fd, STDERR_FILENO) < 0)
         return -1;
-    if (dup2(null, FD_STDIN) < 0 || dup2(out, FD_STDOUT) < 0 || dup2(err, FD_STDERR) < 0 ||
-        dup2(sock, FD_SOCK) < 0 || dup3(out, WORKER_FD_OUT_COPY, O_CLOEXEC) < 0 ||
-        dup3(err, WORKER_FD_ERR_COPY, O_CLOEXEC) < 0)
-        return -1;
-    return close_range(WORKER_FD_ERR_COPY + 1, ~0u, 0);
+    return close(null);
 }
 
 static void reset_signals(void)
@@ -91,7 +85,7 @@ static int write_input_file(const char *name, size_t name_len, const unsigned ch
 }
 
 /* Parses the IPC_W_JOB payload, writes the input files and runs the blocks. */
-static int run_job(const unsigned char *payload, size_t len)
+static int run_job(const struct worker_start *ws, const unsigned char *payload, size_t len)
 {
     struct ipc_cursor c;
     ipc_cursor_init(&c, payload, len);
@@ -115,7 +109,7 @@ static int run_job(const unsigned char *payload, size_t len)
         codes[i] = (const char *)ipc_get_bytes(&c, &lens[i]);
     if (c.failed)
         return -1;
-    return pyembed_run_job(FD_SOCK, codes, lens, nblocks);
+    return pyembed_run_job(ws->sock, ws->out_fd, ws->err_fd, codes, lens, nblocks);
 }
 
 _Noreturn void worker_main(const struct worker_start *ws)
@@ -124,6 +118,7 @@ _Noreturn void worker_main(const struct worker_start *ws)
     unsigned layers = 0;
 
     prctl(PR_SET_NAME, "pyexecd-worker", 0, 0, 0);
+    sock_fd = ws->sock;
     if (arrange_fds(ws) < 0)
         _exit(WORKER_EXIT_SETUP);
     reset_signals();
@@ -140,11 +135,11 @@ _Noreturn void worker_main(const struct worker_start *ws)
 
     uint32_t type, len;
     unsigned char *payload;
-    if (ipc_recv_frame(FD_SOCK, &type, &payload, &len, LIMIT_IPC_FRAME_BYTES) < 0)
+    if (ipc_recv_frame(sock_fd, &type, &payload, &len, LIMIT_IPC_FRAME_BYTES) < 0)
         _exit(0);   /* the server let this pooled worker go (shutdown or restart) */
     if (type != IPC_W_JOB)
         _exit(WORKER_EXIT_PROTOCOL);
-    if (run_job(payload, len) < 0)
+    if (run_job(ws, payload, len) < 0)
         _exit(WORKER_EXIT_RUNNER);
     send_frame(IPC_W_JOB_DONE, NULL, 0);
     _exit(0);

@@ -10,22 +10,18 @@
 #define WORKER_EXIT_PROTOCOL 71   /* the server sent something unreadable */
 #define WORKER_EXIT_RUNNER 72     /* the runner itself failed */
 
-/* Fixed descriptor numbers inside a worker. The runner measures the capture files
- * through its private copies, which the code has no reason to touch (fds 1 and 2 it may
- * close or redirect). */
-#define WORKER_FD_SOCK 3
-#define WORKER_FD_OUT_COPY 4
-#define WORKER_FD_ERR_COPY 5
-
 struct worker_start {
     int sock;        /* stream socket to the server */
-    int out_fd;      /* capture memfd for stdout */
-    int err_fd;      /* capture memfd for stderr */
+    int out_fd;      /* capture memfd for stdout; becomes fd 1, this copy stays private */
+    int err_fd;      /* capture memfd for stderr; becomes fd 2, this copy stays private */
+    int zygote_fds[3];   /* the zygote's own descriptors, closed first; -1: none */
     struct confine_config confine;
 };
 
-/* Runs in the forked child of the zygote. Takes over the descriptors in ws (closes every
- * other one). Never returns. */
+/* Runs in the forked child of the zygote. Takes over the descriptors in ws and closes the
+ * zygote's own. The other descriptors it inherits belong to the interpreter's state (a
+ * font file matplotlib keeps open, say) and stay: closing them under Python would let a
+ * later close() of the stale object hit an unrelated file. Never returns. */
 _Noreturn void worker_main(const struct worker_start *ws);
 
 #endif

@@ -28,6 +28,7 @@ static struct seccomp_program seccomp;
 static pid_t *slot_pid;        /* pid of the worker in each slot; 0: free */
 static unsigned layers;        /* what the probe found the kernel grants */
 static char work_root[4096];   /* <state_dir>/work, for fallback work dirs */
+static int sigfd = -1;         /* SIGCHLD */
 
 #define LOG(...) fprintf(stderr, "pyexecd-zygote: " __VA_ARGS__)
 
@@ -178,7 +179,8 @@ static void spawn_worker(void)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != zygote)
             _exit(0);
-        struct worker_start ws = {.sock = sv[1], .out_fd = out, .err_fd = err, .confine = c};
+        struct worker_start ws = {.sock = sv[1], .out_fd = out, .err_fd = err,
+                                  .zygote_fds = {opt->ctl_fd, sigfd, sv[0]}, .confine = c};
         worker_main(&ws);
     }
     slot_pid[slot] = pid;
@@ -244,11 +246,21 @@ int zygote_main(const struct zygote_options *o)
         return 1;
     prctl(PR_SET_NAME, "pyexecd-zygote", 0, 0, 0);
 
+    /* Start from a clean table: stdin from /dev/null, stdout into the log beside stderr,
+     * the control socket, nothing else, whatever the server was started with. Workers
+     * inherit this table. */
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 ||
+        close_range((unsigned)o->ctl_fd + 1, ~0u, 0) < 0) {
+        LOG("cannot set up descriptors: %s\n", strerror(errno));
+        return 1;
+    }
+
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, NULL);
-    int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     slot_pid = calloc(o->slots + 1, sizeof(pid_t));
     snprintf(work_root, sizeof(work_root), "%s/work", o->state_dir);
     if (sigfd < 0 || !slot_pid) {

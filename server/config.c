@@ -155,7 +155,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     unsigned long long v;
     int opt;
 
-    optind = 1;
+    optind = 0;   /* glibc: 0 resets getopt fully, 1 keeps its position in bundled flags */
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
         const char *a = optarg;

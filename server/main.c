@@ -133,15 +133,18 @@ static int open_listener(const struct config *c, char *err, size_t errlen)
 }
 
 /* The zygote's environment: nothing of ours (secrets stay in the server), just what the
- * libraries need to behave: UTF-8, a headless matplotlib with a font cache we own, and
- * one thread per numeric library, since a zygote must stay single-threaded to fork. */
+ * libraries need to behave: UTF-8, a headless matplotlib with a font cache we own, one
+ * thread per numeric library (a zygote must stay single-threaded to fork), and the
+ * malloc tuning that makes forks cheap. */
 static char **zygote_environment(const char *state_dir)
 {
     static char mpl[PATH_MAX + 16];
     static char *env[] = {
         "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8", "MPLBACKEND=Agg",
         mpl, "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
-        "NUMEXPR_NUM_THREADS=1", "VECLIB_MAXIMUM_THREADS=1", NULL,
+        "NUMEXPR_NUM_THREADS=1", "VECLIB_MAXIMUM_THREADS=1",
+        /* The malloc heap on transparent huge pages (see sandbox/pyembed.c). */
+        "GLIBC_TUNABLES=glibc.malloc.hugetlb=1", NULL,
     };
     snprintf(mpl, sizeof(mpl), "MPLCONFIGDIR=%s/matplotlib", state_dir);
     return env;

@@ -40,6 +40,8 @@ int zygote_process_spawn(struct zygote_process *z, char *const argv[], char *con
 
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, child_end, ZYGOTE_CTL_FD);
+    /* Whatever the server inherited without close-on-exec stays with the server. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, ZYGOTE_CTL_FD + 1);
     posix_spawnattr_init(&attr);
     sigemptyset(&none);
     sigfillset(&all);
