@@ -1,0 +1,138 @@
+/* Internal to the executor (executor.c, executor_workers.c, executor_zygote.c): the
+ * state the executor thread owns, and the functions its three parts call in each other.
+ * Everything here runs on the executor thread unless it says otherwise. */
+#ifndef PYEXECD_EXECUTOR_INTERNAL_H
+#define PYEXECD_EXECUTOR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/ipc.h"
+#include "executor.h"
+#include "zygote_process.h"
+
+/* How long requests may wait for a zygote that is starting or restarting before they
+ * get 503: a cold start imports every library (1-3.5 s here, more on a first run that
+ * builds matplotlib's font cache). */
+#define ZYGOTE_WAIT_MS 60000
+/* A zygote that has not said HELLO by then is stuck: kill it and start another. */
+#define ZYGOTE_START_TIMEOUT_MS 120000
+/* Restart back-off after a zygote death: doubles from the first to the last value, and
+ * resets once a zygote has lived for ZYGOTE_STABLE_MS. */
+#define ZYGOTE_BACKOFF_FIRST_MS 200
+#define ZYGOTE_BACKOFF_MAX_MS 10000
+#define ZYGOTE_STABLE_MS 30000
+/* After a worker's socket closes mid-job, how long to wait for the zygote to report how
+ * it died before answering without the reason. */
+#define EXIT_STATUS_WAIT_MS 2000
+/* Pause before asking again when the zygote could not fork. */
+#define SPAWN_RETRY_MS 200
+
+enum tag_kind { TAG_WAKE, TAG_ZYGOTE_CTL, TAG_ZYGOTE_EXIT, TAG_WORKER };
+
+struct tag {
+    enum tag_kind kind;
+    struct worker *w;
+};
+
+enum worker_state {
+    W_STARTING,   /* forked, sandboxing itself */
+    W_IDLE,       /* ready for a job */
+    W_BUSY,       /* running a job */
+    W_EXITING,    /* its socket closed mid-job; waiting for its exit status */
+    W_DEAD,       /* descriptors closed; freed at the end of the loop iteration */
+};
+
+struct job;
+
+struct worker {
+    struct worker *next;
+    pid_t pid;
+    int sock, out_fd, err_fd, pidfd;
+    enum worker_state state;
+    struct job *job;
+    struct ipc_reader rd;
+    unsigned char *wbuf;      /* the JOB frame still to send */
+    size_t wlen, woff;
+    int64_t exit_wait_until;
+    struct tag tag;
+};
+
+struct job {
+    struct job *next;
+    const struct exec_request *req;
+    exec_done_fn done;
+    void *ctx;
+    struct exec_result *res;
+    size_t block;             /* index of the running block */
+    off_t out_mark, err_mark; /* capture offsets where the running block began */
+    int64_t deadline;
+    int64_t queued_at;
+};
+
+struct executor_state {
+    struct executor_config cfg;
+    pthread_t thread;
+    int epfd, wakefd;
+
+    /* Shared with submitting threads: under lock. */
+    pthread_mutex_t lock;
+    struct job *incoming, *incoming_tail;
+    unsigned admitted;        /* accepted and not yet answered */
+    int stopping;
+    struct health_report snap;
+    char *snap_info;
+
+    /* The executor thread's own. */
+    struct job *queue, *queue_tail;
+    unsigned queued;
+    struct worker *workers;
+    unsigned running, idle, starting, spawn_outstanding;
+    struct zygote_process z;
+    enum zygote_state zstate;
+    int64_t zstarted_at, zready_at, restart_at, spawn_retry_at;
+    int64_t backoff_ms;
+    unsigned restarts;
+    unsigned layers;
+    int layers_known;
+    char *info_json;
+    unsigned long long executions, deadline_kills, crashes, setup_failures;
+    int stop_seen;            /* `stopping` as last read under the lock */
+    struct tag wake_tag, ctl_tag, exit_tag;
+};
+
+/* The executor's state, defined in executor.c. */
+extern struct executor_state ex;
+
+
+/* executor.c: shared helpers */
+int64_t ex_now_ms(void);
+off_t ex_file_size(int fd);
+void ex_epoll_watch(int fd, uint32_t events, struct tag *tag, int op);
+
+/* executor_workers.c: the server's side of each worker */
+void worker_set_state(struct worker *w, enum worker_state s);
+void worker_kill(struct worker *w);
+/* Kills the worker and closes its descriptors; the struct is freed by
+ * workers_free_dead at the end of the loop iteration (events may still name it). */
+void worker_discard(struct worker *w);
+void workers_free_dead(void);
+void worker_on_event(struct worker *w, uint32_t events);
+void worker_read(struct worker *w);
+/* The zygote reaped pid with this wait status. */
+void worker_on_exited(pid_t pid, int status);
+/* Sends the job to an idle worker. Returns 0, or -1 when out of memory. */
+int worker_start_job(struct worker *w, struct job *job);
+void worker_deadline_expired(struct worker *w);
+void worker_finish_crashed(struct worker *w, int status, int known);
+/* Answers a job that produced no block results (503 and the like). */
+void job_fail(struct job *job, enum px_result r, const char *message);
+
+/* executor_zygote.c: the zygote and the pool of workers it forks */
+void zygote_start(void);
+void zygote_died(const char *why);
+void zygote_read(void);
+void pool_ensure(void);
+
+#endif
