@@ -16,11 +16,13 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
+import unittest
 
 BINARY = os.environ.get("PYEXECD_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "pyexecd")
@@ -159,12 +161,19 @@ class Server:
             else:
                 raise AssertionError(f"processes left after stop: workers={left} "
                                      f"zygote={zygote if zygote_left else None}")
+        self._release()
+
+    def _release(self):
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
         self.proc = None
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._release()
 
     def __enter__(self):
         return self.start()
@@ -219,3 +228,20 @@ class Server:
         if status != 200:
             raise AssertionError(f"HTTP {status}: {data}")
         return data
+
+
+class ServerTestCase(unittest.TestCase):
+    """A test class whose tests share one server, started before the first and stopped
+    (with the leak check) after the last. Subclasses set SERVER_FLAGS, WORKERS, POOL."""
+
+    SERVER_FLAGS = ()
+    WORKERS = 2
+    POOL = 2
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(*cls.SERVER_FLAGS, workers=cls.WORKERS, pool=cls.POOL).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()

@@ -7,7 +7,7 @@ import json
 import socket
 import unittest
 
-from harness import Server, code_part, results
+from harness import ServerTestCase, Server, code_part, results
 from limits import LIMITS
 
 
@@ -24,14 +24,8 @@ def google_error(test, status, body, code, status_name):
     return err["message"]
 
 
-class ApiTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
+class ApiTest(ServerTestCase):
+    pass
 
     def bad(self, body, fragment=None, code=400, status_name="INVALID_ARGUMENT"):
         status, reply = self.server.execute(body)

@@ -17,7 +17,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Server, code_part, images, results  # noqa: E402
+from harness import ServerTestCase, Server, code_part, images, results  # noqa: E402
 
 RUNNER_FRAME = (
     '  File "/usr/bin/entry/named_interpreters/python/interpreter", line 98, in _run_python\n'
@@ -78,19 +78,8 @@ def inline(mime, data):
     return {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}}
 
 
-class ServerCase(unittest.TestCase):
-    """One Server per class, started in setUpClass, stopped (with the leak check) after."""
-    FLAGS = ()
-    WORKERS = 2
-    POOL = 2
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(*cls.FLAGS, workers=cls.WORKERS, pool=cls.POOL).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
+class ServerCase(ServerTestCase):
+    """One Server per class; adds helpers for posting parts."""
 
     def post(self, parts):
         status, body = self.server.execute({"parts": parts})
@@ -355,7 +344,7 @@ class TracebackTest(ServerCase):
 
 
 class RunnerFrameNoneTest(ServerCase):
-    FLAGS = ("--runner-frame", "none")
+    SERVER_FLAGS = ("--runner-frame", "none")
     WORKERS = 1
     POOL = 1
 
@@ -369,7 +358,7 @@ class RunnerFrameNoneTest(ServerCase):
 
 
 class RunnerFrameEntryPointTest(ServerCase):
-    FLAGS = ("--runner-frame", "/usr/bin/entry/entry_point:117")
+    SERVER_FLAGS = ("--runner-frame", "/usr/bin/entry/entry_point:117")
     WORKERS = 1
     POOL = 1
 
@@ -383,7 +372,7 @@ class RunnerFrameEntryPointTest(ServerCase):
 
 
 class FailedStdoutMergeTest(ServerCase):
-    FLAGS = ("--failed-stdout", "merge")
+    SERVER_FLAGS = ("--failed-stdout", "merge")
     WORKERS = 1
     POOL = 1
 
@@ -562,7 +551,7 @@ class OutputTest(ServerCase):
 
 
 class OutputLimitTest(ServerCase):
-    FLAGS = ("--output-bytes", "1000")
+    SERVER_FLAGS = ("--output-bytes", "1000")
     WORKERS = 1
     POOL = 1
 
