@@ -1,6 +1,7 @@
-/* Every limit pyexecd enforces, with the reason for its value. Run-time flags may lower
- * or raise the ones marked "default"; the rest are fixed by the protocol. Each has a test
- * at the limit and one past it (tests/integration/test_limits.py). */
+/* Every limit pyexecd enforces, with the reason for its value. The sandbox's limits are
+ * policy values (policies/default.policy restates them, and a policy may change them);
+ * the values here are what a policy that leaves one out gets. The rest are fixed by the
+ * protocol. Each has a test at the limit and one past it. */
 #ifndef PYEXECD_LIMITS_H
 #define PYEXECD_LIMITS_H
 
@@ -22,11 +23,13 @@
 /* Bytes of stdout (and, separately, stderr) kept per code block (default). Large enough
  * for a 1 MB print; past it the output is cut and says so. */
 #define LIMIT_OUTPUT_BYTES          (1024u * 1024)
+/* The most a policy may set it to: one block's output is held in memory twice over. */
+#define LIMIT_OUTPUT_BYTES_MAX      (64u * 1024 * 1024)
 
-/* Hard ceiling on what a worker can write to its capture files in one request, enforced
- * by RLIMIT_FSIZE (also the largest file it can create). Bounds memory when C code writes
- * to fd 1 behind Python's back. */
-#define LIMIT_FILE_BYTES            (64ull * 1024 * 1024)
+/* Largest file a worker can write (RLIMIT_FSIZE), its capture files included: bounds
+ * memory when C code writes to fd 1 behind Python's back. Twice the work dir, so filling
+ * the disk ends in "No space left on device", not "File too large". */
+#define LIMIT_FILE_BYTES            (512ull * 1024 * 1024)
 
 /* Size of the private tmpfs holding the work dir (and, separately, /tmp). */
 #define LIMIT_WORKDIR_BYTES         (256ull * 1024 * 1024)
@@ -43,6 +46,10 @@
 /* Address space a worker may add on top of the zygote's mappings (default). The zygote
  * maps about 0.75 GiB; 2 GiB of headroom is plenty for pandas work on modest data. */
 #define LIMIT_WORKER_AS_HEADROOM    (2ull * 1024 * 1024 * 1024)
+
+/* Memory a worker may use in all (memory cgroup, where the kernel offers one; no swap):
+ * the address-space headroom plus what it shares with the zygote, plus its tmpfs files. */
+#define LIMIT_WORKER_MEMORY         (3ull * 1024 * 1024 * 1024)
 
 /* CPU seconds a worker may use in total: a backstop should the wall deadline fail, sized
  * for two busy threads through several full-length blocks. */
@@ -63,6 +70,7 @@
 
 /* Largest IPC frame between server, zygote and worker: a request's input files or a
  * block's images, with room for the framing. */
-#define LIMIT_IPC_FRAME_BYTES       (LIMIT_IMAGES_PER_BLOCK * LIMIT_IMAGE_BYTES + 2 * LIMIT_OUTPUT_BYTES + 1024 * 1024)
+#define LIMIT_IPC_FRAME_BYTES \
+    (LIMIT_IMAGES_PER_BLOCK * LIMIT_IMAGE_BYTES + 2 * LIMIT_OUTPUT_BYTES_MAX + 1024 * 1024)
 
 #endif

@@ -34,7 +34,7 @@ static void send_frame(uint32_t type, const void *payload, size_t len)
  * zygote started with nothing else, so nothing of the server's is left. */
 static int arrange_fds(const struct worker_start *ws)
 {
-    for (int i = 0; i < 3; i++)
+    for (size_t i = 0; i < sizeof(ws->zygote_fds) / sizeof(ws->zygote_fds[0]); i++)
         if (ws->zygote_fds[i] >= 0)
             close(ws->zygote_fds[i]);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);

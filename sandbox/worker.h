@@ -14,7 +14,7 @@ struct worker_start {
     int sock;        /* stream socket to the server */
     int out_fd;      /* capture memfd for stdout; becomes fd 1, this copy stays private */
     int err_fd;      /* capture memfd for stderr; becomes fd 2, this copy stays private */
-    int zygote_fds[3];   /* the zygote's own descriptors, closed first; -1: none */
+    int zygote_fds[5];   /* the zygote's own descriptors, closed first; -1: none */
     struct confine_config confine;
 };
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "../common/ipc.h"
+#include "cgroup.h"
 #include "isolation.h"
 #include "seccomp_filter.h"
 #include "worker.h"
@@ -29,6 +31,8 @@ static pid_t *slot_pid;        /* pid of the worker in each slot; 0: free */
 static unsigned layers;        /* what the probe found the kernel grants */
 static char work_root[4096];   /* <state_dir>/work, for fallback work dirs */
 static int sigfd = -1;         /* SIGCHLD */
+static int own_pidns = -1;     /* our PID namespace, to return to after each worker's */
+static int own_pidfd = -1;     /* readable once we have exited: a new worker's check */
 
 #define LOG(...) fprintf(stderr, "pyexecd-zygote: " __VA_ARGS__)
 
@@ -50,19 +54,37 @@ static void fallback_dir(unsigned slot, char *buf, size_t len)
     snprintf(buf, len, "%s/%u", work_root, slot);
 }
 
-/* The confinement settings for the worker in `slot`. */
+/* The confinement settings for the worker in `slot`: every layer the probe found. */
 static struct confine_config confine_for(unsigned slot, char *dirbuf, size_t dirlen)
 {
-    struct confine_config c = opt->confine;
-    c.uid = (uid_t)(opt->uid_base + slot);
-    c.gid = (gid_t)(opt->uid_base + slot);
-    c.seccomp = &seccomp;
-    c.fallback_dir = NULL;
+    struct confine_config c = {
+        .uid = (uid_t)(opt->uid_base + slot),
+        .gid = (gid_t)(opt->uid_base + slot),
+        .slot = slot,
+        .want = layers,
+        .hide = opt->hide,
+        .limits = &opt->policy->limits,
+        .seccomp = &seccomp,
+    };
     if (!(layers & ISO_MOUNT_NS)) {
         fallback_dir(slot, dirbuf, dirlen);
         c.fallback_dir = dirbuf;
     }
     return c;
+}
+
+/* fork(), the child becoming pid 1 of a new PID namespace when `new_pid_ns`: unshare
+ * makes only our next child start one, and setns puts us back in our own for the next
+ * worker, so each worker gets one with a single, ordinary fork. */
+static pid_t fork_worker(int new_pid_ns, int *in_new_ns)
+{
+    *in_new_ns = new_pid_ns && unshare(CLONE_NEWPID) == 0;
+    pid_t pid = fork();
+    if (pid != 0 && *in_new_ns && setns(own_pidns, CLONE_NEWPID) < 0) {
+        LOG("cannot return to my PID namespace: %s\n", strerror(errno));
+        _exit(1);   /* every later worker would nest: stop, the server restarts us */
+    }
+    return pid;
 }
 
 static unsigned thread_count(void)
@@ -87,7 +109,7 @@ static int probe_layers(void)
     int pipefd[2];
     unsigned slot = opt->slots;   /* a slot of its own, past the workers' */
 
-    layers = ISO_MOUNT_NS;   /* assume until the probe says otherwise */
+    layers = ISO_ALL;   /* try everything; the probe keeps what holds */
     fallback_dir(slot, dir, sizeof(dir));
     if (workdir_create(dir, (uid_t)(opt->uid_base + slot), (gid_t)(opt->uid_base + slot)) < 0) {
         LOG("cannot create %s: %s\n", dir, strerror(errno));
@@ -95,7 +117,8 @@ static int probe_layers(void)
     }
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return -1;
-    pid_t pid = fork();
+    int new_ns;
+    pid_t pid = fork_worker(own_pidns >= 0, &new_ns);
     if (pid < 0)
         return -1;
     if (pid == 0) {
@@ -103,7 +126,8 @@ static int probe_layers(void)
         unsigned got = 0;
         struct confine_config c = confine_for(slot, dir, sizeof(dir));
         c.fallback_dir = dir;   /* used only if the mount namespace is refused */
-        fallback_dir(slot, dir, sizeof(dir));
+        c.probing = 1;
+        c.in_new_pid_ns = new_ns;
         if (confine_apply(&c, &got, err, sizeof(err)) < 0) {
             dprintf(2, "pyexecd-zygote: probe: %s\n", err);
             _exit(1);
@@ -168,19 +192,24 @@ static void spawn_worker(void)
     fcntl(out, F_SETFL, O_APPEND);
     fcntl(err, F_SETFL, O_APPEND);
 
-    pid_t zygote = getpid();
-    pid_t pid = fork();
+    int new_ns;
+    pid_t pid = fork_worker(!!(layers & ISO_PID_NS), &new_ns);
     if (pid < 0) {
         spawn_failed(errno);
         goto out;
     }
     if (pid == 0) {
-        /* Die with the zygote; if it already died, do not start. */
+        /* Die with the zygote; if it already died, do not start. (From a new PID
+         * namespace our parent is out of sight, so ask its pidfd rather than getppid.) */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != zygote)
+        struct pollfd gone = {.fd = own_pidfd, .events = POLLIN};
+        if (own_pidfd >= 0 && poll(&gone, 1, 0) != 0)
             _exit(0);
-        struct worker_start ws = {.sock = sv[1], .out_fd = out, .err_fd = err,
-                                  .zygote_fds = {opt->ctl_fd, sigfd, sv[0]}, .confine = c};
+        c.in_new_pid_ns = new_ns;
+        struct worker_start ws = {
+            .sock = sv[1], .out_fd = out, .err_fd = err, .confine = c,
+            .zygote_fds = {opt->ctl_fd, sigfd, sv[0], own_pidns, own_pidfd},
+        };
         worker_main(&ws);
     }
     slot_pid[slot] = pid;
@@ -268,7 +297,11 @@ int zygote_main(const struct zygote_options *o)
         return 1;
     }
 
-    if (seccomp_program_build(&seccomp, err, sizeof(err)) < 0) {
+    own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    own_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    const struct policy_limits *l = &o->policy->limits;
+    cgroup_setup(o->uid_base, o->slots, l->memory_mib << 20, (unsigned)l->threads);
+    if (seccomp_program_build(o->policy, &seccomp, err, sizeof(err)) < 0) {
         LOG("%s\n", err);
         return 1;
     }
@@ -315,8 +348,10 @@ int zygote_main(const struct zygote_options *o)
             ssize_t n = ipc_recv_msg(o->ctl_fd, msg, sizeof(msg), fds, &nfds);
             for (int i = 0; i < nfds; i++)
                 close(fds[i]);
-            if (n <= 0)
+            if (n <= 0) {
+                cgroup_cleanup();
                 return 0;   /* the server is gone; our workers die with us */
+            }
             uint32_t type;
             memcpy(&type, msg, sizeof(type));
             if (n >= (ssize_t)IPC_HEADER_BYTES && type == IPC_Z_SPAWN)

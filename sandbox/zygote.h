@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "confine.h"
+#include "policy.h"
 #include "pyembed.h"
 
 struct zygote_options {
@@ -14,8 +15,9 @@ struct zygote_options {
     const char *state_dir;        /* fallback work dirs live in <state_dir>/work */
     unsigned uid_base;            /* worker in slot s runs as uid_base + s */
     unsigned slots;               /* workers alive at once, at most */
+    const struct policy *policy;  /* seccomp rules and limits (borrowed) */
+    const char *const *hide;      /* the server's files workers must not see (borrowed) */
     struct pyembed_options py;
-    struct confine_config confine;   /* limits; uid, gid and fallback dir set per worker */
 };
 
 /* Runs the zygote until the server goes away. Returns the process exit status. */

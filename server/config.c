@@ -27,7 +27,8 @@
 enum {
     OPT_LISTEN = 256, OPT_WORKERS, OPT_POOL, OPT_QUEUE, OPT_HTTP_THREADS, OPT_DEADLINE,
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
-    OPT_RUNNER_FRAME, OPT_PRINT_SECCOMP, OPT_ZYGOTE, OPT_SERVER_PID, OPT_HELP, OPT_VERSION,
+    OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
+    OPT_SERVER_PID, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -44,7 +45,9 @@ static const struct option long_options[] = {
     {"worker-uid-base", required_argument, NULL, OPT_UID_BASE},
     {"failed-stdout", required_argument, NULL, OPT_FAILED_STDOUT},
     {"runner-frame", required_argument, NULL, OPT_RUNNER_FRAME},
-    {"print-seccomp", no_argument, NULL, OPT_PRINT_SECCOMP},
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"print-policy", required_argument, NULL, OPT_PRINT_POLICY},
+    {"require-isolation", no_argument, NULL, OPT_REQUIRE_ISOLATION},
     {"zygote", no_argument, NULL, OPT_ZYGOTE},
     {"server-pid", required_argument, NULL, OPT_SERVER_PID},
     {"help", no_argument, NULL, OPT_HELP},
@@ -65,9 +68,15 @@ static void usage(FILE *f)
 "                            0 forks on demand)\n"
 "  --queue N                 requests that may wait for a worker; past it: 429 (default %d)\n"
 "  --http-threads N          HTTP threads (default: one per core)\n"
-"  --deadline-ms MS          wall-clock limit per code block (default %d)\n"
-"  --output-bytes N          stdout (and stderr) bytes kept per code block (default %u)\n"
-"  --worker-memory-mib N     address space a worker may add to the zygote's (default %llu)\n"
+"  --policy FILE             sandbox policy: seccomp rules and limits (default: the\n"
+"                            built-in policies/default.policy; grammar in policies/README.md)\n"
+"  --print-policy FILE       print FILE's compiled seccomp filter (PFC) and exit\n"
+"  --require-isolation       refuse to serve if the kernel denies any isolation layer\n"
+"  --deadline-ms MS          wall-clock limit per code block (default: the policy's, %d)\n"
+"  --output-bytes N          stdout (and stderr) bytes kept per code block (default: the\n"
+"                            policy's, %u)\n"
+"  --worker-memory-mib N     address space a worker may add to the zygote's (default: the\n"
+"                            policy's, %llu)\n"
 "  --site-packages DIR       the sandbox's Python libraries\n"
 "                            (default " PYEXECD_SITE_PACKAGES ")\n"
 "  --state-dir DIR           server state: font cache, fallback work dirs\n"
@@ -78,7 +87,6 @@ static void usage(FILE *f)
 "                            service; default) or 'merge' (one FAILED result)\n"
 "  --runner-frame FILE:LINE  first traceback frame, as the real service's runner shows it\n"
 "                            (default " DEFAULT_RUNNER_FRAME "); 'none' omits it\n"
-"  --print-seccomp           print the compiled seccomp filter (PFC) and exit\n"
 "  --help                    this text\n"
 "  --version                 the version\n",
             LIMIT_POOL, LIMIT_QUEUE, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
@@ -140,9 +148,6 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     c->pool = LIMIT_POOL;
     c->queue = LIMIT_QUEUE;
     c->http_threads = (unsigned)cores;
-    c->deadline_ms = LIMIT_DEADLINE_MS;
-    c->output_bytes = LIMIT_OUTPUT_BYTES;
-    c->worker_memory = LIMIT_WORKER_AS_HEADROOM;
     c->site_packages = PYEXECD_SITE_PACKAGES;
     snprintf(state_default, sizeof(state_default), "/tmp/pyexecd-%u", (unsigned)geteuid());
     c->state_dir = state_default;
@@ -190,8 +195,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
             c->deadline_ms = (unsigned)v;
             break;
         case OPT_OUTPUT:
-            /* At most the capture file's hard ceiling. */
-            if (parse_uint(a, 16, LIMIT_FILE_BYTES, &v) < 0)
+            if (parse_uint(a, 16, LIMIT_OUTPUT_BYTES_MAX, &v) < 0)
                 goto bad;
             c->output_bytes = (size_t)v;
             break;
@@ -224,8 +228,14 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
         case OPT_RUNNER_FRAME:
             runner = a;
             break;
-        case OPT_PRINT_SECCOMP:
-            c->print_seccomp = 1;
+        case OPT_POLICY:
+            c->policy_path = a;
+            break;
+        case OPT_PRINT_POLICY:
+            c->print_policy_path = a;
+            break;
+        case OPT_REQUIRE_ISOLATION:
+            c->require_isolation = 1;
             break;
         case OPT_ZYGOTE:
             c->zygote = 1;

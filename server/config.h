@@ -15,16 +15,18 @@ struct config {
     unsigned pool;                  /* pre-forked idle workers */
     unsigned queue;                 /* waiting requests beyond `workers` */
     unsigned http_threads;
-    unsigned deadline_ms;           /* per code block */
-    size_t output_bytes;            /* per block and stream */
-    unsigned long long worker_memory;   /* address space a worker may add */
+    unsigned deadline_ms;           /* per code block; 0: the policy's */
+    size_t output_bytes;            /* per block and stream; 0: the policy's */
+    unsigned long long worker_memory;   /* address space a worker may add; 0: the policy's */
+    const char *policy_path;        /* NULL: the built-in policies/default.policy */
+    const char *print_policy_path;  /* --print-policy FILE: print its filter and exit */
+    int require_isolation;          /* a layer the kernel refuses is fatal */
     const char *site_packages;
     const char *state_dir;
     unsigned uid_base;              /* workers run as uid_base + slot */
     enum failed_stdout failed_stdout;
     const char *runner_file;        /* NULL: no runner frame in tracebacks */
     unsigned runner_line;
-    int print_seccomp;              /* print the compiled filter and exit */
 
     /* Internal: set by the server when it starts the zygote. */
     int zygote;

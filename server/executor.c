@@ -339,3 +339,8 @@ void executor_stop(void)
     wake();
     pthread_join(ex.thread, NULL);
 }
+
+int executor_fatal(void)
+{
+    return ex.fatal;
+}

@@ -28,6 +28,8 @@ struct executor_config {
     enum failed_stdout failed_stdout;
     char *const *zygote_argv;     /* borrowed for the executor's life */
     char *const *zygote_env;      /* idem */
+    int policy_fd;                /* the policy text for each zygote (borrowed) */
+    unsigned required_layers;     /* isolation layers without which we stop (--require-isolation) */
 };
 
 /* Starts the executor thread, which launches the zygote. Returns 0 or -1 with err. */
@@ -45,5 +47,9 @@ void executor_snapshot(struct health_report *h, char **info_json);
 /* Fails every pending request with PX_SHUTTING_DOWN, kills the workers and the zygote,
  * joins the thread. */
 void executor_stop(void);
+
+/* Nonzero when the executor asked the process to stop because it cannot run safely (a
+ * required isolation layer is missing). It sends SIGTERM to the process when it does. */
+int executor_fatal(void);
 
 #endif

@@ -99,6 +99,7 @@ struct executor_state {
     char *info_json;
     unsigned long long executions, deadline_kills, crashes, setup_failures;
     int stop_seen;            /* `stopping` as last read under the lock */
+    volatile int fatal;       /* see executor_fatal() */
     struct tag wake_tag, ctl_tag, exit_tag;
 };
 

@@ -17,6 +17,7 @@
 #include "../common/ipc.h"
 #include "../common/limits.h"
 #include "../sandbox/block_report.h"
+#include "../sandbox/isolation.h"
 #include "executor_internal.h"
 
 static void send_spawn(void)
@@ -47,8 +48,8 @@ void zygote_start(void)
 {
     char err[256];
     ex.zstarted_at = ex_now_ms();
-    if (zygote_process_spawn(&ex.z, ex.cfg.zygote_argv, ex.cfg.zygote_env, err,
-                             sizeof(err)) < 0) {
+    if (zygote_process_spawn(&ex.z, ex.cfg.zygote_argv, ex.cfg.zygote_env, ex.cfg.policy_fd,
+                             err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
         ex.zstate = ZYGOTE_DOWN;
         ex.restart_at = ex_now_ms() + ex.backoff_ms;
@@ -116,6 +117,15 @@ static void on_zygote_message(const unsigned char *msg, size_t n, int *fds, int 
         ex.layers_known = 1;
         ex.zstate = ZYGOTE_READY;
         ex.zready_at = ex_now_ms();
+        unsigned missing = ex.cfg.required_layers & ~layers;
+        if (missing) {
+            for (unsigned bit = 1; bit & ISO_ALL; bit <<= 1)
+                if (missing & bit)
+                    fprintf(stderr, "pyexecd: isolation layer %s is not available and "
+                            "--require-isolation is set\n", isolation_layer_name(bit));
+            ex.fatal = 1;
+            kill(getpid(), SIGTERM);
+        }
         fprintf(stderr, "pyexecd: zygote %d ready after %lld ms\n", (int)ex.z.pid,
                 (long long)(ex.zready_at - ex.zstarted_at));
         break;

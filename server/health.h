@@ -33,6 +33,8 @@ struct health_report {
     unsigned deadline_ms;
     unsigned long long output_bytes;
     unsigned long long body_bytes;
+    unsigned long long input_file_bytes;
+    const char *policy_name;     /* borrowed */
 };
 
 #endif

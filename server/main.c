@@ -2,6 +2,7 @@
  * zygote (--zygote, started by the server itself). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -10,10 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/limits.h"
+#include "../sandbox/isolation.h"
+#include "../sandbox/policy.h"
 #include "../sandbox/seccomp_filter.h"
 #include "../sandbox/zygote.h"
 #include "config.h"
@@ -27,8 +31,81 @@
 /* Seconds an idle keep-alive connection (not one waiting on an execution) stays open. */
 #define HTTP_IDLE_TIMEOUT_S 60
 
+/* Flags given on the command line win over the policy's limits. */
+static void apply_overrides(struct policy *p, const struct config *c)
+{
+    if (c->deadline_ms)
+        p->limits.deadline_ms = c->deadline_ms;
+    if (c->output_bytes)
+        p->limits.output_bytes = c->output_bytes;
+    if (c->worker_memory)
+        p->limits.address_space_mib = c->worker_memory >> 20;
+}
+
+/* Loads --policy FILE, or the built-in default. Returns 0 or -1 with "file:line: ...". */
+static int load_policy(const struct config *c, struct policy *p, char *err, size_t errlen)
+{
+    if (c->policy_path)
+        return policy_load(p, c->policy_path, err, errlen);
+    size_t len;
+    const char *text = policy_default_text(&len);
+    return policy_parse(p, policy_default_name, text, len, err, errlen);
+}
+
+/* Parses a policy and compiles its filter without loading it: every error a server
+ * start would meet, caught before anything runs. */
+static int check_policy(const struct config *c, struct policy *p, char *err, size_t errlen)
+{
+    struct seccomp_program prog;
+    if (load_policy(c, p, err, errlen) < 0)
+        return -1;
+    if (seccomp_program_build(p, &prog, err, errlen) < 0) {
+        policy_release(p);
+        return -1;
+    }
+    seccomp_program_release(&prog);
+    apply_overrides(p, c);
+    return 0;
+}
+
+/* The zygote reads the policy the server checked from ZYGOTE_POLICY_FD (the file may have
+ * changed since, and the built-in one has no file). */
+static int read_policy_fd(const struct config *c, struct policy *p, char *err, size_t errlen)
+{
+    struct stat st;
+    char *text = NULL;
+    int rc = -1;
+    if (fstat(ZYGOTE_POLICY_FD, &st) == 0 && st.st_size >= 0 && st.st_size <= (1 << 20) &&
+        (text = malloc((size_t)st.st_size + 1)) &&
+        pread(ZYGOTE_POLICY_FD, text, (size_t)st.st_size, 0) == st.st_size)
+        rc = policy_parse(p, c->policy_path ? c->policy_path : policy_default_name, text,
+                          (size_t)st.st_size, err, errlen);
+    else
+        snprintf(err, errlen, "cannot read the policy from fd %d", ZYGOTE_POLICY_FD);
+    free(text);
+    close(ZYGOTE_POLICY_FD);
+    if (rc == 0)
+        apply_overrides(p, c);
+    return rc;
+}
+
 static int run_zygote(const struct config *c)
 {
+    char err[512];
+    struct policy policy;
+    if (read_policy_fd(c, &policy, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pyexecd-zygote: %s\n", err);
+        return 1;
+    }
+    /* What a worker must not see of the server: its binary, its policy, its state. */
+    static char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[n > 0 ? n : 0] = '\0';
+    const char *hide[] = {self, c->policy_path, c->state_dir, NULL};
+    if (!c->policy_path) {
+        hide[1] = c->state_dir;
+        hide[2] = NULL;
+    }
     struct zygote_options z = {
         .ctl_fd = ZYGOTE_CTL_FD,
         .server_pid = c->server_pid,
@@ -36,25 +113,47 @@ static int run_zygote(const struct config *c)
         .uid_base = c->uid_base,
         /* pool + running workers, and as many again being reaped after a kill */
         .slots = 2 * (c->pool + c->workers) + 8,
+        .policy = &policy,
+        .hide = hide,
         .py = {
             .site_packages = c->site_packages,
             .runner_file = c->runner_file,
             .runner_line = c->runner_line,
-            .output_cap = c->output_bytes,
+            .output_cap = policy.limits.output_bytes,
             .image_cap = LIMIT_IMAGE_BYTES,
             .images_per_block = LIMIT_IMAGES_PER_BLOCK,
         },
-        .confine = {
-            .workdir_bytes = LIMIT_WORKDIR_BYTES,
-            .workdir_inodes = LIMIT_WORKDIR_INODES,
-            .as_headroom = c->worker_memory,
-            .cpu_seconds = LIMIT_WORKER_CPU_SECONDS,
-            .file_bytes = LIMIT_FILE_BYTES,
-            .open_files = LIMIT_WORKER_OPEN_FILES,
-            .threads = LIMIT_WORKER_THREADS,
-        },
     };
     return zygote_main(&z);
+}
+
+/* The policy text, sealed in a memfd each zygote start reads. */
+static int policy_memfd(const struct config *c, char *err, size_t errlen)
+{
+    size_t len;
+    const char *text = NULL;
+    char *owned = NULL;
+    if (c->policy_path) {
+        FILE *f = fopen(c->policy_path, "re");
+        if (f) {
+            owned = malloc(1 << 20);
+            len = owned ? fread(owned, 1, 1 << 20, f) : 0;
+            fclose(f);
+            text = owned;
+        }
+    } else {
+        text = policy_default_text(&len);
+    }
+    int fd = text ? memfd_create("pyexecd-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING) : -1;
+    if (fd < 0 || write(fd, text, len) != (ssize_t)len ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+        snprintf(err, errlen, "cannot pass the policy to the zygote: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    free(owned);
+    return fd;
 }
 
 /* Creates a directory we own, refusing one somebody else planted (the default lives in
@@ -155,6 +254,18 @@ static int run_server(const struct config *c, int argc, char **argv)
     char err[512];
     static char self[PATH_MAX];
     static char pidarg[32];
+    struct policy policy;
+
+    /* A policy that does not parse stops us here, before anything is half applied. */
+    if (check_policy(c, &policy, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pyexecd: %s\n", err);
+        return 2;
+    }
+    int policy_fd = policy_memfd(c, err, sizeof(err));
+    if (policy_fd < 0) {
+        fprintf(stderr, "pyexecd: %s\n", err);
+        return 1;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -200,17 +311,20 @@ static int run_server(const struct config *c, int argc, char **argv)
 
     struct executor_config ec = {
         .workers = c->workers, .pool = c->pool, .queue = c->queue,
-        .deadline_ms = c->deadline_ms, .output_bytes = c->output_bytes,
+        .deadline_ms = (unsigned)policy.limits.deadline_ms,
+        .output_bytes = policy.limits.output_bytes,
         .failed_stdout = c->failed_stdout, .zygote_argv = zargv,
-        .zygote_env = zygote_environment(c->state_dir),
+        .zygote_env = zygote_environment(c->state_dir), .policy_fd = policy_fd,
+        .required_layers = c->require_isolation ? ISO_ALL : 0,
     };
     if (executor_start(&ec, err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
         return 1;
     }
     struct routes_options ro = {
-        .deadline_ms = c->deadline_ms, .output_bytes = c->output_bytes,
-        .body_bytes = LIMIT_BODY_BYTES,
+        .deadline_ms = (unsigned)policy.limits.deadline_ms,
+        .output_bytes = policy.limits.output_bytes, .body_bytes = LIMIT_BODY_BYTES,
+        .input_file_bytes = policy.limits.input_file_bytes, .policy_name = policy.name,
     };
     routes_init(&ro);
     struct http_server_options ho = {
@@ -231,7 +345,9 @@ static int run_server(const struct config *c, int argc, char **argv)
     executor_stop();   /* answers every pending request, so no connection stays suspended */
     http_server_stop();
     free(zargv);
-    return 0;
+    policy_release(&policy);
+    close(policy_fd);
+    return executor_fatal() ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -245,8 +361,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "pyexecd: %s\n", err);
         return 2;
     }
-    if (c.print_seccomp)
-        return seccomp_program_print(STDOUT_FILENO) == 0 ? 0 : 1;
+    if (c.print_policy_path) {
+        struct policy p;
+        if (policy_load(&p, c.print_policy_path, err, sizeof(err)) < 0 ||
+            seccomp_program_print(&p, STDOUT_FILENO, err, sizeof(err)) < 0) {
+            fprintf(stderr, "pyexecd: %s\n", err);
+            return 2;
+        }
+        policy_release(&p);
+        return 0;
+    }
     if (c.zygote)
         return run_zygote(&c);
     return run_server(&c, argc, argv);

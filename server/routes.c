@@ -13,6 +13,7 @@ static struct routes_options options;
 void routes_init(const struct routes_options *opt)
 {
     options = *opt;
+    wire_set_input_file_limit(opt->input_file_bytes);
 }
 
 /* One POST /v1/execute in flight: everything its reply needs. */
@@ -85,6 +86,8 @@ static void handle_health(struct http_exchange *ex)
     h.deadline_ms = options.deadline_ms;
     h.output_bytes = options.output_bytes;
     h.body_bytes = options.body_bytes;
+    h.input_file_bytes = options.input_file_bytes;
+    h.policy_name = options.policy_name;
     size_t len;
     char *body = wire_encode_health(&h, &len);
     free(info);

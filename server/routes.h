@@ -11,6 +11,8 @@ struct routes_options {
     unsigned deadline_ms;       /* reported by /healthz */
     size_t output_bytes;
     size_t body_bytes;
+    size_t input_file_bytes;    /* decoded input files per request */
+    const char *policy_name;    /* reported by /healthz (borrowed for the server's life) */
 };
 
 void routes_init(const struct routes_options *opt);

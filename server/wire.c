@@ -13,6 +13,14 @@
 #include "base64.h"
 #include "utf8.h"
 
+/* Decoded bytes of input files a request may carry (the policy's input_file_bytes). */
+static size_t input_file_limit = LIMIT_INPUT_FILE_BYTES;
+
+void wire_set_input_file_limit(size_t bytes)
+{
+    input_file_limit = bytes;
+}
+
 struct wire_execute {
     cJSON *parts;          /* normalised request parts, in order */
     size_t *block_of;      /* for each part: index of its code block, or SIZE_MAX */
@@ -252,10 +260,10 @@ static enum px_result parse_inline_data(struct parse_state *st, const cJSON *obj
         return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
                       "Invalid value at '%s.data' (TYPE_BYTES), Base64 decoding failed.", sub);
     st->input_bytes += dec_len;
-    if (st->input_bytes > LIMIT_INPUT_FILE_BYTES) {
+    if (st->input_bytes > input_file_limit) {
         free(dec);
         return errorf(st->msg, st->msglen, PX_TOO_LARGE,
-                      "The input files total more than %u bytes.", LIMIT_INPUT_FILE_BYTES);
+                      "The input files total more than %zu bytes.", input_file_limit);
     }
 
     struct exec_request *req = st->req;
@@ -679,7 +687,10 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
     cJSON *lim = cJSON_AddObjectToObject(root, "limits");
     ok &= lim && cJSON_AddNumberToObject(lim, "deadlineMs", h->deadline_ms) &&
           cJSON_AddNumberToObject(lim, "outputBytes", (double)h->output_bytes) &&
-          cJSON_AddNumberToObject(lim, "bodyBytes", (double)h->body_bytes);
+          cJSON_AddNumberToObject(lim, "bodyBytes", (double)h->body_bytes) &&
+          cJSON_AddNumberToObject(lim, "inputFileBytes", (double)h->input_file_bytes);
+    if (ok && h->policy_name)
+        ok &= !!cJSON_AddStringToObject(root, "policy", h->policy_name);
 
     if (ok && h->info_json) {
         cJSON *info = cJSON_Parse(h->info_json);

@@ -23,6 +23,10 @@ enum px_result wire_parse_execute(const char *body, size_t len, struct wire_exec
 
 void wire_execute_free(struct wire_execute *w);
 
+/* Sets the decoded input-file bytes a request may carry (default LIMIT_INPUT_FILE_BYTES).
+ * Call before serving. */
+void wire_set_input_file_limit(size_t bytes);
+
 /* Encodes the reply {"parts": [...]}: every request part in order, each code part followed
  * by its codeExecutionResult entries (with the code's id) and its images. Returns a
  * malloc'd NUL-terminated string (caller frees) or NULL when out of memory. */

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 int zygote_process_spawn(struct zygote_process *z, char *const argv[], char *const envp[],
-                         char *err, size_t errlen)
+                         int policy_fd, char *err, size_t errlen)
 {
     int sv[2] = {-1, -1};
     int child_end = -1;
@@ -28,20 +28,26 @@ int zygote_process_spawn(struct zygote_process *z, char *const argv[], char *con
         snprintf(err, errlen, "socketpair: %s", strerror(errno));
         return -1;
     }
-    /* dup2 onto ZYGOTE_CTL_FD clears close-on-exec, unless the descriptor already has
-     * that number: keep it elsewhere first. */
-    child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, ZYGOTE_CTL_FD + 1);
+    /* dup2 onto a fixed number clears close-on-exec, unless the descriptor already has
+     * that number: keep both above the fixed ones first. */
+    child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, ZYGOTE_POLICY_FD + 1);
+    int policy_copy = fcntl(policy_fd, F_DUPFD_CLOEXEC, ZYGOTE_POLICY_FD + 1);
     close(sv[1]);
-    if (child_end < 0) {
+    if (child_end < 0 || policy_copy < 0) {
         snprintf(err, errlen, "fcntl: %s", strerror(errno));
         close(sv[0]);
+        if (child_end >= 0)
+            close(child_end);
+        if (policy_copy >= 0)
+            close(policy_copy);
         return -1;
     }
 
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, child_end, ZYGOTE_CTL_FD);
+    posix_spawn_file_actions_adddup2(&fa, policy_copy, ZYGOTE_POLICY_FD);
     /* Whatever the server inherited without close-on-exec stays with the server. */
-    posix_spawn_file_actions_addclosefrom_np(&fa, ZYGOTE_CTL_FD + 1);
+    posix_spawn_file_actions_addclosefrom_np(&fa, ZYGOTE_POLICY_FD + 1);
     posix_spawnattr_init(&attr);
     sigemptyset(&none);
     sigfillset(&all);
@@ -54,6 +60,7 @@ int zygote_process_spawn(struct zygote_process *z, char *const argv[], char *con
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(child_end);
+    close(policy_copy);
     if (e != 0) {
         snprintf(err, errlen, "starting the zygote (%s): %s", argv[0], strerror(e));
         close(sv[0]);

@@ -5,8 +5,10 @@
 
 #include <sys/types.h>
 
-/* The control socket is passed to the zygote as this descriptor. */
+/* The control socket is passed to the zygote as this descriptor, and the policy text
+ * (a sealed memfd) as the next. */
 #define ZYGOTE_CTL_FD 3
+#define ZYGOTE_POLICY_FD 4
 
 struct zygote_process {
     pid_t pid;      /* 0 when none */
@@ -15,10 +17,10 @@ struct zygote_process {
 };
 
 /* Starts argv[0] with argv (which must ask for zygote mode) and exactly envp as its
- * environment, the control socket on ZYGOTE_CTL_FD, signals at their defaults. Returns 0
- * or -1 with a message in err. */
+ * environment, the control socket on ZYGOTE_CTL_FD, policy_fd (borrowed) on
+ * ZYGOTE_POLICY_FD, signals at their defaults. Returns 0 or -1 with a message in err. */
 int zygote_process_spawn(struct zygote_process *z, char *const argv[], char *const envp[],
-                         char *err, size_t errlen);
+                         int policy_fd, char *err, size_t errlen);
 
 /* Kills the zygote if it runs, reaps it, closes the descriptors. *status gets the wait
  * status when status is not NULL. Safe on a stopped zygote. */

@@ -245,3 +245,21 @@ class ServerTestCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.server.stop()
+
+
+# Code printing the worker's uid as the host sees it (root inside a user namespace maps
+# to the worker's own uid outside; /proc/self/uid_map says which).
+OUTSIDE_UID_CODE = (
+    "import os\n"
+    "_m = open('/proc/self/uid_map').read().split()\n"
+    "print(int(_m[1]) if _m[2] == '1' else os.getuid())\n")
+
+
+def wait_uid_gone(uid, timeout=5.0):
+    """Waits until no process (zombies included) runs as uid; returns what is left."""
+    end = time.time() + timeout
+    while True:
+        left = processes_with_uid_in(uid, uid + 1)
+        if not left or time.time() >= end:
+            return left
+        time.sleep(0.05)

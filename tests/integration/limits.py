@@ -10,7 +10,8 @@ _HEADER = os.path.join(os.path.dirname(__file__), "..", "..", "common", "limits.
 def _load():
     values = {}
     with open(_HEADER) as f:
-        for line in f:
+        text = f.read().replace("\\\n", " ")   # join continued lines
+        for line in text.splitlines():
             m = re.match(r"#define\s+(LIMIT_\w+)\s+(.+?)\s*$", line)
             if not m:
                 continue

@@ -12,28 +12,16 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import ServerTestCase, Server, code_part, pid_alive, processes_with_uid_in, results  # noqa: E402
+from harness import (OUTSIDE_UID_CODE, ServerTestCase, code_part, results,  # noqa: E402
+                     wait_uid_gone)
 
-# First block of a request whose worker a test wants to follow: "<pid> <uid>".
-WHOAMI = "import os; print(os.getpid(), os.getuid())"
+# First block of a request whose worker a test wants to follow: its uid on the host,
+# which no other process has (the worker's pid is 1 inside its own PID namespace).
+WHOAMI = OUTSIDE_UID_CODE
 
 
 def parse_whoami(result):
-    pid, uid = result["output"].split()
-    return int(pid), int(uid)
-
-
-def wait_worker_gone(pid, uid, timeout=5.0):
-    """Waits until neither the pid nor any process (zombies included) of uid exists.
-    Returns what is left ([] when gone)."""
-    end = time.time() + timeout
-    while True:
-        left = processes_with_uid_in(uid, uid + 1)
-        if not pid_alive(pid) and not left:
-            return []
-        if time.time() >= end:
-            return left or [(pid, uid, "pid still alive")]
-        time.sleep(0.05)
+    return int(result["output"])
 
 
 class DefaultDeadlineTest(ServerTestCase):
@@ -58,7 +46,7 @@ class DefaultDeadlineTest(ServerTestCase):
         self.assertEqual(len(res), 3, reply)
 
         self.assertEqual(res[0]["outcome"], "OUTCOME_OK", res[0])
-        pid, uid = parse_whoami(res[0])
+        uid = parse_whoami(res[0])
 
         self.assertEqual(res[1]["outcome"], "OUTCOME_DEADLINE_EXCEEDED", res[1])
         self.assertEqual(res[1].get("output"), "a\n")
@@ -71,7 +59,7 @@ class DefaultDeadlineTest(ServerTestCase):
 
         # The killed worker (its pid, and anything of its uid) is gone. Checked before any
         # new request, which could reuse the uid slot.
-        self.assertEqual(wait_worker_gone(pid, uid), [], "killed worker left behind")
+        self.assertEqual(wait_uid_gone(uid), [], "killed worker left behind")
 
         status, health = s.health()
         self.assertEqual(status, 200, health)
@@ -112,14 +100,14 @@ class ShortDeadlineTest(ServerTestCase):
             with self.subTest(name):
                 reply, elapsed = self.timed_run(WHOAMI, code, "print('after')")
                 res = results(reply)
-                pid, uid = parse_whoami(res[0])
+                uid = parse_whoami(res[0])
                 self.assertEqual(res[1]["outcome"], "OUTCOME_DEADLINE_EXCEEDED", res[1])
                 self.assertEqual(res[2]["outcome"], "OUTCOME_FAILED", res[2])
                 self.assertEqual(reply.get("executionMetadata", {}).get("limitReached"),
                                  "DEADLINE")
                 self.assertTrue(self.DEADLINE - 0.05 <= elapsed < self.DEADLINE + 1.5,
                                 f"reply after {elapsed:.2f} s")
-                self.assertEqual(wait_worker_gone(pid, uid), [], "busy worker survived")
+                self.assertEqual(wait_uid_gone(uid), [], "busy worker survived")
 
     def test_print_loop_returns_partial_output(self):
         """An endless print loop returns DEADLINE_EXCEEDED with what it printed so far."""
@@ -163,15 +151,14 @@ class ShortDeadlineTest(ServerTestCase):
 
     def test_left_over_thread_does_not_keep_worker(self):
         """A non-daemon thread left sleeping neither delays the reply nor keeps its worker."""
-        code = ("import os, threading, time\n"
-                "threading.Thread(target=time.sleep, args=(100,)).start()\n"
-                "print(os.getpid(), os.getuid())")
+        code = ("import threading, time\n"
+                "threading.Thread(target=time.sleep, args=(100,)).start()\n" + WHOAMI)
         reply, elapsed = self.timed_run(code)
         res = results(reply)
         self.assertEqual(res[0]["outcome"], "OUTCOME_OK", res)
         self.assertLess(elapsed, 1.0, "the reply waited for the thread")
-        pid, uid = parse_whoami(res[0])
-        self.assertEqual(wait_worker_gone(pid, uid, timeout=3), [],
+        uid = parse_whoami(res[0])
+        self.assertEqual(wait_uid_gone(uid, timeout=3), [],
                          "the worker's thread kept it alive")
 
 

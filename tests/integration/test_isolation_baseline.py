@@ -170,19 +170,20 @@ class IsolationBaselineTest(unittest.TestCase):
                                    "execv PermissionError"])
 
     def test_cannot_signal_server_or_zygote(self):
-        """os.kill(pid, 0) on the server and the zygote raises PermissionError."""
+        """Signals to the server and the zygote fail: PermissionError (other uid) or, in a PID namespace, ProcessLookupError (not even visible)."""
         self.require("uidDrop")
         server_pid, zygote_pid = self.server.proc.pid, self.server.zygote_pid()
         code = (
             "import os\n"
             f"for name, pid in (('server', {server_pid}), ('zygote', {zygote_pid})):\n"
             "    try:\n"
-            "        os.kill(pid, 0); print(name, 'signalled')\n"
+            "        os.kill(pid, 9); print(name, 'signalled')\n"
             "    except OSError as e:\n"
             "        print(name, type(e).__name__)\n")
         r = self.run_one(code)
         self.assertEqual(r["outcome"], "OUTCOME_OK", r)
-        self.assertEqual(lines(r), ["server PermissionError", "zygote PermissionError"])
+        refused = "ProcessLookupError" if self.isolation.get("pidNamespace") else "PermissionError"
+        self.assertEqual(lines(r), [f"server {refused}", f"zygote {refused}"])
         self.assertTrue(pid_alive(server_pid) and pid_alive(zygote_pid))
 
     def test_cannot_signal_other_worker(self):
@@ -191,9 +192,8 @@ class IsolationBaselineTest(unittest.TestCase):
         s = self.server
         tag = "pxv" + secrets.token_hex(4)   # the victim's process name (comm, <= 15 chars)
         victim_code = (
-            "import ctypes, os, time\n"
+            "import ctypes, time\n"
             f"ctypes.CDLL(None).prctl(15, b'{tag}', 0, 0, 0)\n"   # PR_SET_NAME
-            "print(os.getpid())\n"
             "time.sleep(3)\n"
             "print('victim done')\n")
         victim = {}
@@ -215,7 +215,8 @@ class IsolationBaselineTest(unittest.TestCase):
 
         code = (
             "import os, signal\n"
-            "print(os.getuid())\n"
+            "_m = open('/proc/self/uid_map').read().split()\n"
+            "print(_m[1] if _m[2] == '1' else os.getuid())\n"   # the uid the host sees
             f"for sig in (signal.SIGKILL, signal.SIGTERM):\n"
             "    try:\n"
             f"        os.kill({victim_pid}, sig); print('signal sent')\n"
@@ -232,8 +233,7 @@ class IsolationBaselineTest(unittest.TestCase):
         t.join(30)
         status, body = victim["reply"]
         self.assertEqual(status, 200, body)
-        self.assertEqual(results(body), [{"outcome": "OUTCOME_OK",
-                                          "output": f"{victim_pid}\nvictim done\n"}])
+        self.assertEqual(results(body), [{"outcome": "OUTCOME_OK", "output": "victim done\n"}])
 
     # --- files, identity, environment ----------------------------------------------------
 
@@ -250,18 +250,33 @@ class IsolationBaselineTest(unittest.TestCase):
         self.assertEqual(r, {"outcome": "OUTCOME_OK", "output": "PermissionError\n"})
 
     def test_not_root(self):
-        """The code runs as a non-root uid (and gid) from this server's worker range."""
+        """The code is never real root: its uid on the host is one of this server's worker uids, and it holds no capability."""
         self.require("uidDrop")
-        r = self.run_one("import os; print(*os.getresuid(), *os.getresgid(), os.getgroups())")
+        r = self.run_one(
+            "import os\n"
+            "print(*os.getresuid(), *os.getresgid())\n"
+            "print(open('/proc/self/uid_map').read().split())\n"
+            "print(open('/proc/self/gid_map').read().split())\n"
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('Cap')])\n")
         self.assertEqual(r["outcome"], "OUTCOME_OK", r)
-        ruid, euid, suid, rgid, egid, sgid, groups = r["output"].split(maxsplit=6)
-        uids = {int(ruid), int(euid), int(suid)}
-        self.assertEqual(len(uids), 1, r)
-        uid = uids.pop()
-        self.assertNotEqual(uid, 0)
+        ids, uid_map, gid_map, caps = lines(r)
+        ids = [int(x) for x in ids.split()]
+        self.assertEqual(len(set(ids[:3])), 1, r)
+        if self.isolation.get("userNamespace"):
+            # Root inside, as in the real service, mapped to exactly one unprivileged uid.
+            self.assertEqual(ids, [0] * 6)
+            outside = eval(uid_map)
+            self.assertEqual(outside[0], "0")
+            self.assertEqual(outside[2], "1")
+            uid = int(outside[1])
+            self.assertEqual(eval(gid_map)[1], outside[1])
+        else:
+            uid = ids[0]
+            self.assertNotEqual(uid, 0)
         self.assertTrue(self.server.uid_base <= uid < self.server.uid_base + 10000, uid)
-        self.assertNotIn(0, {int(rgid), int(egid), int(sgid)})
-        self.assertEqual(groups.strip(), "[]")
+        # CapInh, CapPrm, CapEff, CapBnd, CapAmb: nothing effective or permitted.
+        self.assertEqual(int(eval(caps)[1], 16), 0, caps)
+        self.assertEqual(int(eval(caps)[2], 16), 0, caps)
 
     def test_server_secret_not_in_environment(self):
         """A secret env var of the server process is not in the code's environment."""
@@ -283,7 +298,8 @@ class IsolationBaselineTest(unittest.TestCase):
         out = lines(r)
         self.assertEqual(out[:2], ["False", "False"])
         if self.isolation.get("uidDrop"):
-            self.assertEqual(out[2], "PermissionError")
+            # Another uid's file, or (PID namespace) no such process at all.
+            self.assertIn(out[2], ("PermissionError", "FileNotFoundError"))
 
     # --- resources -----------------------------------------------------------------------
 

@@ -39,15 +39,17 @@ static void test_defaults(void)
     CHECK(parse(&c, argv, ARGC(argv), err, sizeof(err)) == 0);
     CHECK_STR(c.listen_host, "127.0.0.1");
     CHECK(c.listen_port == 8080);
-    CHECK(c.deadline_ms == 30000);
-    CHECK(c.output_bytes == LIMIT_OUTPUT_BYTES);
+    /* 0: the deadline and output cap come from the policy unless a flag sets them */
+    CHECK(c.deadline_ms == 0);
+    CHECK(c.output_bytes == 0);
+    CHECK(c.require_isolation == 0);
     CHECK(c.pool == LIMIT_POOL);
     CHECK(c.queue == LIMIT_QUEUE);
     CHECK(c.workers >= 1);
     CHECK(c.failed_stdout == FAILED_STDOUT_SPLIT);
     CHECK_STR(c.runner_file, "/usr/bin/entry/named_interpreters/python/interpreter");
     CHECK(c.runner_line == 98);
-    CHECK(c.zygote == 0 && c.print_seccomp == 0);
+    CHECK(c.zygote == 0 && c.print_policy_path == NULL && c.policy_path == NULL);
 }
 
 /* IPv6 in brackets, and port 0 (pick a free one). */

@@ -585,7 +585,9 @@ static void test_encode_health(void)
     CHECK(json && strstr(json, "\"isolation\":{\"seccomp\":null,\"noNewPrivs\":null,"
                                "\"rlimits\":null,\"uidDrop\":null,\"mountNamespace\":null,"
                                "\"networkNamespace\":null,\"ipcNamespace\":null,"
-                               "\"utsNamespace\":null}"));
+                               "\"utsNamespace\":null,\"pidNamespace\":null,"
+                               "\"userNamespace\":null,\"landlock\":null,"
+                               "\"cgroupMemory\":null,\"cgroupPids\":null}"));
     CHECK(json && strstr(json, "\"status\":\"unavailable\""));
     free(json);
 
@@ -597,7 +599,9 @@ static void test_encode_health(void)
     CHECK(json && strstr(json, "\"isolation\":{\"seccomp\":true,\"noNewPrivs\":false,"
                                "\"rlimits\":false,\"uidDrop\":false,\"mountNamespace\":false,"
                                "\"networkNamespace\":true,\"ipcNamespace\":false,"
-                               "\"utsNamespace\":false}"));
+                               "\"utsNamespace\":false,\"pidNamespace\":false,"
+                               "\"userNamespace\":false,\"landlock\":false,"
+                               "\"cgroupMemory\":false,\"cgroupPids\":false}"));
     CHECK(json && strstr(json, "\"status\":\"ok\""));
     CHECK(json && strstr(json, "\"python\":\"3.11.2\""));
     CHECK(json && !strstr(json, "ignored"));

@@ -1,0 +1,31 @@
+/* Per-worker control groups: a memory limit without swap and a cap on tasks, where the
+ * kernel offers the controllers (cgroup v1 here; v2 when its controllers are enabled).
+ * The zygote prepares one group per worker slot; a worker joins its slot's groups as
+ * root, before it gives up its privileges. */
+#ifndef PYEXECD_CGROUP_H
+#define PYEXECD_CGROUP_H
+
+#include <stddef.h>
+
+/* What cgroup_setup managed to prepare (enum isolation_layer bits: ISO_CGROUP_MEMORY,
+ * ISO_CGROUP_PIDS). */
+unsigned cgroup_available(void);
+
+/* Creates the groups for `slots` slots under a directory named after `instance` (so two
+ * servers on one machine do not share groups), each limited to memory_bytes (no swap)
+ * and `tasks` tasks. Missing controllers are skipped, not errors. Returns the layers made
+ * available (cgroup_available). Call once, in the zygote. */
+unsigned cgroup_setup(unsigned instance, unsigned slots, unsigned long long memory_bytes,
+                      unsigned tasks);
+
+/* Moves the calling process into the groups of `slot`. Returns 0, or -1 with errno
+ * (the caller then reports the layers as missing). */
+int cgroup_join(unsigned slot);
+
+/* Memory the slot's group has used at its peak, in bytes; 0 when unknown. */
+unsigned long long cgroup_peak_memory(unsigned slot);
+
+/* Removes the groups (best effort: groups with live tasks stay). */
+void cgroup_cleanup(void);
+
+#endif
