@@ -21,5 +21,12 @@ enum block_status {
 #define BLOCK_FLAG_STDOUT_TRUNCATED 0x1u
 #define BLOCK_FLAG_STDERR_TRUNCATED 0x2u
 #define BLOCK_FLAG_IMAGES_DROPPED   0x4u
+/* The uncaught exception came from a sandbox limit (the runner recognises the errors
+ * each limit produces). */
+#define BLOCK_FLAG_LIMIT_MEMORY     0x8u    /* MemoryError: the address-space limit */
+#define BLOCK_FLAG_LIMIT_DISK       0x10u   /* ENOSPC: the tmpfs size or inode limit */
+#define BLOCK_FLAG_LIMIT_FILE_SIZE  0x20u   /* EFBIG: RLIMIT_FSIZE */
+#define BLOCK_FLAG_LIMIT_THREADS    0x40u   /* "can't start new thread": RLIMIT_NPROC, pids */
+#define BLOCK_FLAG_LIMIT_OPEN_FILES 0x80u   /* EMFILE: RLIMIT_NOFILE */
 
 #endif

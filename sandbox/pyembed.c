@@ -50,18 +50,19 @@ static void log_py_error(const char *where)
 }
 
 /* _pyexecd.block_done(index, status, error, out_truncated, err_truncated,
- *                     images_dropped, images)
+ *                     images_dropped, images, limit_flags)
  * Sends one IPC_W_BLOCK_DONE frame (layout in block_report.h). If the server has gone
  * there is nobody to report to: the worker exits. */
 static PyObject *py_block_done(PyObject *self, PyObject *args)
 {
     unsigned int index;
     int status, out_tr, err_tr, dropped;
+    unsigned int limit;
     PyObject *error, *images;
     (void)self;
 
-    if (!PyArg_ParseTuple(args, "IiUpppO!", &index, &status, &error, &out_tr, &err_tr,
-                          &dropped, &PyList_Type, &images))
+    if (!PyArg_ParseTuple(args, "IiUpppO!I", &index, &status, &error, &out_tr, &err_tr,
+                          &dropped, &PyList_Type, &images, &limit))
         return NULL;
     PyObject *err_bytes = PyUnicode_AsEncodedString(error, "utf-8", "backslashreplace");
     if (!err_bytes)
@@ -74,7 +75,10 @@ static PyObject *py_block_done(PyObject *self, PyObject *args)
     ipc_put_u32(&b, status ? BLOCK_STATUS_EXCEPTION : BLOCK_STATUS_OK);
     ipc_put_u32(&b, (out_tr ? BLOCK_FLAG_STDOUT_TRUNCATED : 0) |
                     (err_tr ? BLOCK_FLAG_STDERR_TRUNCATED : 0) |
-                    (dropped ? BLOCK_FLAG_IMAGES_DROPPED : 0));
+                    (dropped ? BLOCK_FLAG_IMAGES_DROPPED : 0) |
+                    (limit & (BLOCK_FLAG_LIMIT_MEMORY | BLOCK_FLAG_LIMIT_DISK |
+                              BLOCK_FLAG_LIMIT_FILE_SIZE | BLOCK_FLAG_LIMIT_THREADS |
+                              BLOCK_FLAG_LIMIT_OPEN_FILES)));
     /* Where this block's output ends; UINT64_MAX ("as much as there is") if unknown. */
     struct stat out_st, err_st;
     ipc_put_u64(&b, fstat(out_copy_fd, &out_st) == 0 ? (uint64_t)out_st.st_size : UINT64_MAX);

@@ -393,6 +393,29 @@ def _add_hints(te, exc):
             stack.append((sub_te, sub_exc))
 
 
+# Which sandbox limit an uncaught exception comes from: flags of sandbox/block_report.h.
+_LIMIT_MEMORY, _LIMIT_DISK, _LIMIT_FILE_SIZE, _LIMIT_THREADS, _LIMIT_OPEN_FILES = (
+    0x8, 0x10, 0x20, 0x40, 0x80)
+
+
+def _limit_of(exc):
+    import errno
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, MemoryError):
+            return _LIMIT_MEMORY
+        if isinstance(exc, OSError):
+            limit = {errno.ENOSPC: _LIMIT_DISK, errno.EDQUOT: _LIMIT_DISK,
+                     errno.EFBIG: _LIMIT_FILE_SIZE, errno.EMFILE: _LIMIT_OPEN_FILES}.get(exc.errno)
+            if limit:
+                return limit
+        if isinstance(exc, RuntimeError) and "can't start new thread" in _safe_str(exc):
+            return _LIMIT_THREADS
+        exc = exc.__cause__ or exc.__context__
+    return 0
+
+
 def _format_failure(exc):
     """The real service's FAILED text: str(exc), a newline, then the traceback."""
     tb = exc.__traceback__
@@ -500,12 +523,12 @@ def run_job(codes):
         before = _snapshot(workdir)
 
         exc = _run_python(textwrap.dedent(code), scope)
-        status, error = 0, ""
+        status, error, limit = 0, "", 0
         if exc is not None:
             if isinstance(exc, SystemExit) and exc.code in (None, 0):
                 pass  # exit() ends the block normally
             else:
-                status, error = 1, _format_failure(exc)
+                status, error, limit = 1, _format_failure(exc), _limit_of(exc)
         exc = None
         try:
             _render_open_figures()
@@ -514,5 +537,5 @@ def run_job(codes):
         _collect_image_files(workdir, before)
         _flush_streams()
         _pyexecd.block_done(index, status, error, _stdout_raw.truncated,
-                            _stderr_raw.truncated, _images_dropped, _block_images)
+                            _stderr_raw.truncated, _images_dropped, _block_images, limit)
         _block_images = []

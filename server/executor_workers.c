@@ -118,8 +118,10 @@ void job_fail(struct job *job, enum px_result r, const char *message)
 
 static void job_limit_hit(struct job *job, enum limit_hit l)
 {
-    /* Deadline and crash say more than output or image limits: they win. */
-    if (job->res->limit == LIMIT_HIT_NONE || l == LIMIT_HIT_DEADLINE || l == LIMIT_HIT_CRASH)
+    /* What ended the interpreter or the block says more than output or image limits:
+     * it wins. */
+    int minor = l == LIMIT_HIT_OUTPUT || l == LIMIT_HIT_IMAGES;
+    if (job->res->limit == LIMIT_HIT_NONE || !minor)
         job->res->limit = l;
 }
 
@@ -183,27 +185,36 @@ static int worker_finish_block(struct worker *w, enum block_end end, const char 
     return 0;
 }
 
-/* Describes how a worker died, for the FAILED output. */
-static void describe_death(int status, int known, char *buf, size_t len)
+/* Describes how a worker died, for the FAILED output, and which limit that was. */
+static enum limit_hit describe_death(int status, int known, char *buf, size_t len)
 {
     if (!known) {
         snprintf(buf, len, "The interpreter process ended unexpectedly.\n");
-    } else if (WIFSIGNALED(status)) {
-        int sig = WTERMSIG(status);
-        const char *why = sig == SIGSYS ? "it made a system call the sandbox forbids"
-                        : sig == SIGXCPU ? "it used up its CPU time limit"
-                        : sig == SIGKILL ? "it was killed (out of memory?)"
-                        : sig == SIGSEGV ? "segmentation fault"
-                        : sig == SIGABRT ? "aborted"
-                        : sig == SIGBUS ? "bus error"
-                        : sig == SIGFPE ? "arithmetic error"
-                        : "killed by a signal";
-        snprintf(buf, len, "The interpreter process was stopped: %s (signal %d, SIG%s).\n",
-                 why, sig, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
-    } else {
+        return LIMIT_HIT_CRASH;
+    }
+    if (!WIFSIGNALED(status)) {
         snprintf(buf, len, "The interpreter process exited with status %d.\n",
                  WEXITSTATUS(status));
+        return LIMIT_HIT_CRASH;
     }
+    int sig = WTERMSIG(status);
+    enum limit_hit limit = LIMIT_HIT_CRASH;
+    const char *why;
+    switch (sig) {
+    case SIGSYS: why = "it made a system call the sandbox forbids"; limit = LIMIT_HIT_SYSCALL; break;
+    case SIGXCPU: why = "it used up its CPU time limit"; limit = LIMIT_HIT_CPU_TIME; break;
+    case SIGXFSZ: why = "it wrote past its file size limit"; limit = LIMIT_HIT_FILE_SIZE; break;
+    /* Nobody but the kernel's OOM killer sends SIGKILL to a worker we did not kill. */
+    case SIGKILL: why = "it ran out of memory"; limit = LIMIT_HIT_MEMORY; break;
+    case SIGSEGV: why = "segmentation fault"; break;
+    case SIGABRT: why = "aborted"; break;
+    case SIGBUS: why = "bus error"; break;
+    case SIGFPE: why = "arithmetic error"; break;
+    default: why = "killed by a signal";
+    }
+    snprintf(buf, len, "The interpreter process was stopped: %s (signal %d, SIG%s).\n", why,
+             sig, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+    return limit;
 }
 
 /* The worker died mid-job: the running block fails with the reason, later ones do not run. */
@@ -215,11 +226,12 @@ void worker_finish_crashed(struct worker *w, int status, int known)
         return;
     char reason[160];
     enum block_end end = BLOCK_END_CRASH;
+    enum limit_hit limit = LIMIT_HIT_NONE;
     if (known && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         end = BLOCK_END_OK;   /* os._exit(0): it asked to stop */
         reason[0] = '\0';
     } else {
-        describe_death(status, known, reason, sizeof(reason));
+        limit = describe_death(status, known, reason, sizeof(reason));
         ex.crashes++;
     }
     if (job->block < job->res->nblocks) {
@@ -232,7 +244,7 @@ void worker_finish_crashed(struct worker *w, int status, int known)
             return;
         }
         if (end == BLOCK_END_CRASH)
-            job_limit_hit(job, LIMIT_HIT_CRASH);
+            job_limit_hit(job, limit);
         job->block++;
     }
     job_complete(job, job->block);
@@ -329,6 +341,18 @@ static void handle_block_done(struct worker *w, const unsigned char *p, uint32_t
     }
     if (flags & BLOCK_FLAG_IMAGES_DROPPED)
         job_limit_hit(job, LIMIT_HIT_IMAGES);
+    static const struct {
+        unsigned flag;
+        enum limit_hit limit;
+    } limit_flags[] = {
+        {BLOCK_FLAG_LIMIT_MEMORY, LIMIT_HIT_MEMORY}, {BLOCK_FLAG_LIMIT_DISK, LIMIT_HIT_DISK},
+        {BLOCK_FLAG_LIMIT_FILE_SIZE, LIMIT_HIT_FILE_SIZE},
+        {BLOCK_FLAG_LIMIT_THREADS, LIMIT_HIT_THREADS},
+        {BLOCK_FLAG_LIMIT_OPEN_FILES, LIMIT_HIT_OPEN_FILES},
+    };
+    for (size_t i = 0; i < sizeof(limit_flags) / sizeof(limit_flags[0]); i++)
+        if ((flags & limit_flags[i].flag) && status == BLOCK_STATUS_EXCEPTION)
+            job_limit_hit(job, limit_flags[i].limit);
 
     job->block++;
     job->deadline = ex_now_ms() + ex.cfg.deadline_ms;   /* each block has its own deadline */

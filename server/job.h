@@ -54,10 +54,17 @@ struct block_result {
 /* Which limit, if any, ended or cut an execution (reported beside the parts). */
 enum limit_hit {
     LIMIT_HIT_NONE = 0,
-    LIMIT_HIT_DEADLINE,
-    LIMIT_HIT_OUTPUT,
-    LIMIT_HIT_IMAGES,
-    LIMIT_HIT_CRASH,
+    LIMIT_HIT_DEADLINE,       /* wall time: killed from outside */
+    LIMIT_HIT_OUTPUT,         /* stdout or stderr cut */
+    LIMIT_HIT_IMAGES,         /* images dropped (count or size) */
+    LIMIT_HIT_CRASH,          /* the interpreter died of something else */
+    LIMIT_HIT_MEMORY,         /* MemoryError, or killed by the memory cgroup */
+    LIMIT_HIT_DISK,           /* no space (or no inode) left in its tmpfs */
+    LIMIT_HIT_FILE_SIZE,      /* a file reached RLIMIT_FSIZE */
+    LIMIT_HIT_THREADS,        /* no thread could be started */
+    LIMIT_HIT_OPEN_FILES,     /* no descriptor left */
+    LIMIT_HIT_CPU_TIME,       /* RLIMIT_CPU: SIGXCPU */
+    LIMIT_HIT_SYSCALL,        /* seccomp killed it for a forbidden call */
 };
 
 struct exec_result {

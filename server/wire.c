@@ -572,6 +572,13 @@ static const char *limit_name(enum limit_hit l)
     case LIMIT_HIT_OUTPUT: return "OUTPUT_BYTES";
     case LIMIT_HIT_IMAGES: return "IMAGES";
     case LIMIT_HIT_CRASH: return "INTERPRETER_CRASH";
+    case LIMIT_HIT_MEMORY: return "MEMORY";
+    case LIMIT_HIT_DISK: return "DISK_SPACE";
+    case LIMIT_HIT_FILE_SIZE: return "FILE_SIZE";
+    case LIMIT_HIT_THREADS: return "THREADS";
+    case LIMIT_HIT_OPEN_FILES: return "OPEN_FILES";
+    case LIMIT_HIT_CPU_TIME: return "CPU_TIME";
+    case LIMIT_HIT_SYSCALL: return "FORBIDDEN_SYSCALL";
     }
     return NULL;
 }
