@@ -20,7 +20,8 @@ enum ipc_type {
     /* zygote -> server */
     IPC_Z_HELLO = 2,          /* zygote ready: bytes info_json */
     IPC_Z_WORKER = 3,         /* u32 pid; fds: socket, stdout memfd, stderr memfd, pidfd */
-    IPC_Z_EXITED = 4,         /* u32 pid, u32 wait status */
+    IPC_Z_EXITED = 4,         /* u32 pid, u32 wait status, u32 CPU ms, u32 flags (EXIT_*),
+                               * u32 its CPU-time limit in seconds (0: none known) */
     IPC_Z_SPAWN_FAILED = 5,   /* u32 errno */
     /* worker -> server */
     IPC_W_READY = 20,         /* u32 isolation layers (enum isolation_layer bits) */
@@ -30,6 +31,9 @@ enum ipc_type {
     /* server -> worker */
     IPC_W_JOB = 30,           /* u32 nfiles, {bytes name, bytes data}*, u32 nblocks, {bytes code}* */
 };
+
+/* IPC_Z_EXITED flags */
+#define EXIT_OOM_KILLED 0x1u   /* the worker's memory cgroup counted an OOM kill */
 
 #define IPC_HEADER_BYTES 8u
 #define IPC_MAX_FDS 4

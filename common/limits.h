@@ -68,6 +68,20 @@
  * latency path of a client sending back-to-back requests. */
 #define LIMIT_POOL                  2
 
+/* Sessions alive at once (default): each holds a worker process (a few MiB of private
+ * memory) and a uid slot; past it, 429. */
+#define LIMIT_SESSIONS              16
+
+/* A session unused this long is ended (default): an agent loop pauses between the blocks
+ * of a turn for a model call or two, not for ten minutes. */
+#define LIMIT_SESSION_IDLE_MS       (10u * 60 * 1000)
+
+/* A session ends at this age however busy (default): one turn of a model, generously. */
+#define LIMIT_SESSION_LIFETIME_MS   (60u * 60 * 1000)
+
+/* Ended sessions remembered, so a late call can be told why its session is gone. */
+#define LIMIT_SESSION_TOMBSTONES    256
+
 /* Largest IPC frame between server, zygote and worker: a request's input files or a
  * block's images, with room for the framing. */
 #define LIMIT_IPC_FRAME_BYTES \

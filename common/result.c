@@ -16,6 +16,7 @@ const char *px_result_str(enum px_result r)
     case PX_PROTOCOL: return "protocol error";
     case PX_SHUTTING_DOWN: return "shutting down";
     case PX_TOO_LARGE: return "value too large";
+    case PX_BUSY: return "busy";
     }
     return "unknown result";
 }

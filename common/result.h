@@ -18,6 +18,7 @@ enum px_result {
     PX_PROTOCOL = 10,           /* a malformed frame on an internal channel */
     PX_SHUTTING_DOWN = 11,      /* the server is stopping */
     PX_TOO_LARGE = 12,          /* a value inside the request is over its limit */
+    PX_BUSY = 13,               /* the session is running another execution */
 };
 
 /* Short, stable description of a result, for logs. Never NULL. */

@@ -28,5 +28,8 @@ enum block_status {
 #define BLOCK_FLAG_LIMIT_FILE_SIZE  0x20u   /* EFBIG: RLIMIT_FSIZE */
 #define BLOCK_FLAG_LIMIT_THREADS    0x40u   /* "can't start new thread": RLIMIT_NPROC, pids */
 #define BLOCK_FLAG_LIMIT_OPEN_FILES 0x80u   /* EMFILE: RLIMIT_NOFILE */
+/* The capture file itself is full (RLIMIT_FSIZE): writes fail for the rest of the request. */
+#define BLOCK_FLAG_STDOUT_FULL      0x100u
+#define BLOCK_FLAG_STDERR_FULL      0x200u
 
 #endif

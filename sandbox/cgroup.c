@@ -157,6 +157,22 @@ unsigned long long cgroup_peak_memory(unsigned slot)
     return n > 0 ? strtoull(buf, NULL, 10) : 0;
 }
 
+unsigned long long cgroup_oom_kills(unsigned slot)
+{
+    char path[PATH_MAX], buf[1024] = {0};
+    if (!(available & ISO_CGROUP_MEMORY))
+        return 0;
+    snprintf(path, sizeof(path), "%s/%u/%s", memory_base, slot,
+             v2 ? "memory.events" : "memory.oom_control");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    const char *at = n > 0 ? strstr(buf, "oom_kill ") : NULL;
+    return at ? strtoull(at + 9, NULL, 10) : 0;
+}
+
 void cgroup_cleanup(void)
 {
     char dir[PATH_MAX];

@@ -25,6 +25,9 @@ int cgroup_join(unsigned slot);
 /* Memory the slot's group has used at its peak, in bytes; 0 when unknown. */
 unsigned long long cgroup_peak_memory(unsigned slot);
 
+/* How many times the OOM killer has killed in the slot's memory group; 0 when unknown. */
+unsigned long long cgroup_oom_kills(unsigned slot);
+
 /* Removes the groups (best effort: groups with live tasks stay). */
 void cgroup_cleanup(void);
 

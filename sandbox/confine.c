@@ -39,9 +39,17 @@ static int fail(char *err, size_t errlen, const char *what)
 static int mount_private_tmpfs(const struct confine_config *c, const char *path, unsigned mode)
 {
     char opts[160];
-    snprintf(opts, sizeof(opts), "size=%llu,nr_inodes=%llu,mode=%o,uid=%u,gid=%u",
-             c->limits->workdir_mib * MIB, c->limits->workdir_inodes, mode, (unsigned)c->uid,
+    int n = snprintf(opts, sizeof(opts), "size=%llu,nr_inodes=%llu,mode=%o",
+                     c->limits->workdir_mib * MIB, c->limits->workdir_inodes, mode);
+    snprintf(opts + n, sizeof(opts) - (size_t)n, ",uid=%u,gid=%u", (unsigned)c->uid,
              (unsigned)c->gid);
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) == 0)
+        return 0;
+    /* Root of a user namespace that lacks that uid cannot hand the mount to it: the
+     * worker will keep our uid, so keep the mount ours too. */
+    if (errno != EINVAL)
+        return -1;
+    opts[n] = '\0';
     return mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
 }
 
@@ -146,6 +154,13 @@ static int set_up_mounts(const struct confine_config *c, char *err, size_t errle
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
             return fail(err, errlen, "mounting /proc");
     }
+    /* Emptied: /run holds the host's service sockets (a socket file the code can write
+     * to is a way out that neither the network namespace nor Landlock closes), and the
+     * cgroup tree shows other workers' memory. */
+    static const char *const emptied[] = {"/run", "/sys/fs/cgroup"};
+    for (size_t i = 0; i < sizeof(emptied) / sizeof(emptied[0]); i++)
+        if (stat(emptied[i], &st) == 0 && cover(emptied[i]) < 0)
+            return fail(err, errlen, "covering the host's sockets and cgroups");
     if (chdir(WORKDIR) < 0)
         return fail(err, errlen, "entering the work dir");
     return 0;
@@ -250,8 +265,13 @@ int confine_apply(const struct confine_config *c, unsigned *applied, char *err, 
      *    /var/tmp and /dev/shm, our own /proc, and the server's files covered. Without
      *    it: a private directory the zygote made. */
     if ((c->want & ISO_MOUNT_NS) && unshare(CLONE_NEWNS) == 0) {
-        if (set_up_mounts(c, err, errlen) < 0)
+        if (set_up_mounts(c, err, errlen) < 0) {
+            /* Half-made mounts cannot be undone here: when probing, report the layer
+             * as the one to try again without. */
+            if (c->probing)
+                *applied = ISO_MOUNT_NS;
             return -1;
+        }
         layers |= ISO_MOUNT_NS;
     } else {
         if ((c->want & ISO_MOUNT_NS) && !c->probing)

@@ -28,7 +28,8 @@ struct confine_config {
  * namespace mapping root inside to that uid, with no capabilities; no_new_privs;
  * Landlock; seccomp. When probing, a layer the kernel refuses is skipped; otherwise every
  * wanted layer must hold or this fails. Returns 0 with the layers applied in *applied, or
- * -1 with the reason in err (the worker must not run code then). */
+ * -1 with the reason in err (the worker must not run code then); when probing, *applied
+ * is then the layer that failed half-way (the mount namespace), to probe again without. */
 int confine_apply(const struct confine_config *c, unsigned *applied, char *err, size_t errlen);
 
 #endif

@@ -104,7 +104,7 @@ struct parser {
     unsigned line;
     char *err;
     size_t errlen;
-    unsigned char limit_seen[NLIMITS];
+    unsigned limit_line[NLIMITS];    /* where each limit was set (0: not set) */
     unsigned default_line;
 };
 
@@ -128,6 +128,9 @@ static int parse_value(struct parser *ps, const char *tok, uint64_t *out)
     if (strlen(tok) >= sizeof(buf))
         return perr(ps, "value too long: %.40s...", tok);
     strcpy(buf, tok);
+    size_t blen = strlen(buf);
+    if (blen == 0 || buf[0] == '|' || buf[blen - 1] == '|' || strstr(buf, "||"))
+        return perr(ps, "empty value in %s", tok);
     for (char *save = NULL, *part = strtok_r(buf, "|", &save); part;
          part = strtok_r(NULL, "|", &save)) {
         if (isdigit((unsigned char)part[0])) {
@@ -164,12 +167,13 @@ static int parse_errno(struct parser *ps, const char *tok, int *out)
         long n = strtol(tok, &end, 10);
         if (!*end && n == 0)
             return perr(ps, "errno 0 would fake success; a refused call must fail");
-        if (!*end && n > 0 && n < 4096) {
+        /* libseccomp takes errno values below MAX_ERRNO (4095). */
+        if (!*end && n > 0 && n < 4095) {
             *out = (int)n;
             return 0;
         }
     }
-    return perr(ps, "unknown errno %s (use EPERM, ENOSYS, ...)", tok);
+    return perr(ps, "unknown errno %s (EPERM, ENOSYS, ... or a number from 1 to 4094)", tok);
 }
 
 /* argN OP VALUE  or  argN & MASK == VALUE, tokens at toks[0..]; returns tokens used. */
@@ -237,9 +241,9 @@ static int parse_limit(struct parser *ps, char **toks, int ntoks)
             break;
     if (i == NLIMITS)
         return perr(ps, "unknown limit %s", toks[1]);
-    if (ps->limit_seen[i])
-        return perr(ps, "limit %s is set twice", toks[1]);
-    ps->limit_seen[i] = 1;
+    if (ps->limit_line[i])
+        return perr(ps, "limit %s is set twice (first at line %u)", toks[1], ps->limit_line[i]);
+    ps->limit_line[i] = ps->line;
     char *end;
     errno = 0;
     if (!isdigit((unsigned char)toks[2][0]))
@@ -346,16 +350,33 @@ static int parse_line(struct parser *ps, char **toks, int ntoks)
     return 0;
 }
 
+/* The line of whichever of two limits was set last (the one that made the pair wrong),
+ * or the last line when neither was set in the file. */
+static unsigned later_line(const struct parser *ps, const char *a, const char *b, unsigned last)
+{
+    unsigned line = 0;
+    for (size_t i = 0; i < NLIMITS; i++)
+        if ((strcmp(limit_fields[i].name, a) == 0 || strcmp(limit_fields[i].name, b) == 0) &&
+            ps->limit_line[i] > line)
+            line = ps->limit_line[i];
+    return line ? line : last;
+}
+
 /* Limits that are each possible but not together. */
 static int cross_check(struct parser *ps)
 {
     const struct policy_limits *l = &ps->p->limits;
-    if (l->output_bytes > l->file_size_mib << 20)
+    unsigned last = ps->line;
+    if (l->output_bytes > l->file_size_mib << 20) {
+        ps->line = later_line(ps, "output_bytes", "file_size_mib", last);
         return perr(ps, "output_bytes (%llu) is larger than file_size_mib allows: the capture "
                         "file could never hold it", l->output_bytes);
-    if (l->input_file_bytes > l->workdir_mib << 20)
+    }
+    if (l->input_file_bytes > l->workdir_mib << 20) {
+        ps->line = later_line(ps, "input_file_bytes", "workdir_mib", last);
         return perr(ps, "input_file_bytes (%llu) does not fit in workdir_mib (%llu MiB)",
                     l->input_file_bytes, l->workdir_mib);
+    }
     return 0;
 }
 
@@ -401,7 +422,10 @@ int policy_parse(struct policy *p, const char *name, const char *text, size_t le
         if (ntoks && parse_line(&ps, toks, ntoks) < 0)
             goto fail;
     }
-    if (p->nrules == 0) {
+    size_t allowed = 0;
+    for (size_t i = 0; i < p->nrules; i++)
+        allowed += p->rules[i].action == POLICY_ALLOW;
+    if (allowed == 0) {
         perr(&ps, "the policy allows no system call at all");
         goto fail;
     }

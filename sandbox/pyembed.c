@@ -78,7 +78,8 @@ static PyObject *py_block_done(PyObject *self, PyObject *args)
                     (dropped ? BLOCK_FLAG_IMAGES_DROPPED : 0) |
                     (limit & (BLOCK_FLAG_LIMIT_MEMORY | BLOCK_FLAG_LIMIT_DISK |
                               BLOCK_FLAG_LIMIT_FILE_SIZE | BLOCK_FLAG_LIMIT_THREADS |
-                              BLOCK_FLAG_LIMIT_OPEN_FILES)));
+                              BLOCK_FLAG_LIMIT_OPEN_FILES | BLOCK_FLAG_STDOUT_FULL |
+                              BLOCK_FLAG_STDERR_FULL)));
     /* Where this block's output ends; UINT64_MAX ("as much as there is") if unknown. */
     struct stat out_st, err_st;
     ipc_put_u64(&b, fstat(out_copy_fd, &out_st) == 0 ? (uint64_t)out_st.st_size : UINT64_MAX);

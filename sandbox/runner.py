@@ -16,6 +16,7 @@ exception report "str(exc)\\n" + a traceback whose first frame is the service's 
 """
 
 import builtins
+import errno
 import io
 import json
 import linecache
@@ -89,6 +90,7 @@ class _CappedFd(io.RawIOBase):
         self.cap = cap
         self.used = 0
         self.truncated = False
+        self.full = False     # the capture file hit RLIMIT_FSIZE: nothing more fits
 
     def begin_block(self):
         self.used = 0
@@ -116,9 +118,13 @@ class _CappedFd(io.RawIOBase):
                 done += os.write(self._fd, view[done:])
             except InterruptedError:
                 continue
-            except OSError:
-                # The capture file is full (RLIMIT_FSIZE) or gone: the code keeps running.
-                self.truncated = True
+            except OSError as e:
+                # The capture file is full (RLIMIT_FSIZE): the rest is cut, and the reply
+                # says so. The code closed or replaced the fd: its output is its own
+                # business. Either way the code keeps running.
+                if e.errno in (errno.EFBIG, errno.ENOSPC):
+                    self.truncated = True
+                    self.full = True
                 break
         self.used += done
         return n
@@ -399,7 +405,6 @@ _LIMIT_MEMORY, _LIMIT_DISK, _LIMIT_FILE_SIZE, _LIMIT_THREADS, _LIMIT_OPEN_FILES 
 
 
 def _limit_of(exc):
-    import errno
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -506,6 +511,8 @@ def after_fork():
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         numpy.random.seed()
+    # Where the zygote keeps matplotlib's cache is the server's business (and covered).
+    os.environ.pop("MPLCONFIGDIR", None)
     _install_streams()
 
 
@@ -536,6 +543,10 @@ def run_job(codes):
             print(f"pyexecd: could not render a figure: {e}", file=sys.stderr)
         _collect_image_files(workdir, before)
         _flush_streams()
+        if _stdout_raw.full:
+            limit |= 0x100   # BLOCK_FLAG_STDOUT_FULL
+        if _stderr_raw.full:
+            limit |= 0x200   # BLOCK_FLAG_STDERR_FULL
         _pyexecd.block_done(index, status, error, _stdout_raw.truncated,
                             _stderr_raw.truncated, _images_dropped, _block_images, limit)
         _block_images = []

@@ -43,6 +43,11 @@ static int add_rule(scmp_filter_ctx ctx, const struct policy *p, const struct po
         snprintf(err, errlen, "%s:%u: unknown system call %s", p->name, r->line, r->syscall);
         return -1;
     }
+    /* A rule that does what the default does only documents intent ("errno EPERM
+     * execve"); libseccomp refuses such rules, and the filter is the same without it. */
+    if (r->action == p->default_action &&
+        (r->action != POLICY_ERRNO || r->errno_value == p->default_errno))
+        return 0;
     struct scmp_arg_cmp cmp[POLICY_MAX_CONDS];
     for (unsigned i = 0; i < r->nconds; i++) {
         const struct policy_cond *c = &r->conds[i];
@@ -68,7 +73,7 @@ static scmp_filter_ctx build_ctx(const struct policy *p, char *err, size_t errle
 {
     scmp_filter_ctx ctx = seccomp_init(action_of(p->default_action, p->default_errno));
     if (!ctx) {
-        snprintf(err, errlen, "seccomp_init failed");
+        snprintf(err, errlen, "%s: libseccomp refused the default action", p->name);
         return NULL;
     }
     /* Only the native x86-64 table: i386 (int 0x80) and x32 calls meet the bad-arch

@@ -5,8 +5,8 @@
 
 #include <sys/types.h>
 
-/* Creates path (mode 0700, owned by uid:gid) after removing any leftover of the same
- * name. Returns 0 or -1 with errno. */
+/* Creates path (mode 0700, owned by uid:gid where we may give files away) after removing
+ * any leftover of the same name. Returns 0 or -1 with errno. */
 int workdir_create(const char *path, uid_t uid, gid_t gid);
 
 /* Removes the tree at path without following symbolic links or crossing mounts. The

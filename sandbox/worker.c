@@ -133,14 +133,18 @@ _Noreturn void worker_main(const struct worker_start *ws)
     }
     send_frame(IPC_W_READY, &layers, sizeof(layers));
 
-    uint32_t type, len;
-    unsigned char *payload;
-    if (ipc_recv_frame(sock_fd, &type, &payload, &len, LIMIT_IPC_FRAME_BYTES) < 0)
-        _exit(0);   /* the server let this pooled worker go (shutdown or restart) */
-    if (type != IPC_W_JOB)
-        _exit(WORKER_EXIT_PROTOCOL);
-    if (run_job(ws, payload, len) < 0)
-        _exit(WORKER_EXIT_RUNNER);
-    send_frame(IPC_W_JOB_DONE, NULL, 0);
-    _exit(0);
+    /* One job for a plain request (the server kills us after it), several for a
+     * session: same interpreter, same work dir, until the server closes the socket. */
+    for (;;) {
+        uint32_t type, len;
+        unsigned char *payload;
+        if (ipc_recv_frame(sock_fd, &type, &payload, &len, LIMIT_IPC_FRAME_BYTES) < 0)
+            _exit(0);   /* the server let us go (session over, shutdown or restart) */
+        if (type != IPC_W_JOB)
+            _exit(WORKER_EXIT_PROTOCOL);
+        if (run_job(ws, payload, len) < 0)
+            _exit(WORKER_EXIT_RUNNER);
+        free(payload);
+        send_frame(IPC_W_JOB_DONE, NULL, 0);
+    }
 }

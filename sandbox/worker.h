@@ -1,5 +1,6 @@
-/* A worker: the child the zygote forks for one request. It confines itself, says READY,
- * waits for its job, runs it, reports, exits. Never returns. */
+/* A worker: the child the zygote forks for one request (or one session). It confines
+ * itself, says READY, then runs the jobs it is sent, reporting each, until the server
+ * lets it go. Never returns. */
 #ifndef PYEXECD_WORKER_H
 #define PYEXECD_WORKER_H
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -28,6 +29,7 @@
 static const struct zygote_options *opt;
 static struct seccomp_program seccomp;
 static pid_t *slot_pid;        /* pid of the worker in each slot; 0: free */
+static unsigned long long *slot_oom_kills;   /* each slot's OOM-kill count, last seen */
 static unsigned layers;        /* what the probe found the kernel grants */
 static char work_root[4096];   /* <state_dir>/work, for fallback work dirs */
 static int sigfd = -1;         /* SIGCHLD */
@@ -101,15 +103,17 @@ static unsigned thread_count(void)
     return n;
 }
 
-/* Forks a child that applies the whole confinement and reports which layers held: what
- * /healthz reports, and whether workers need fallback work dirs. */
-static int probe_layers(void)
+/* Forks a child that applies the confinement in `want` (probing: layers the kernel
+ * refuses are skipped) and reports what held. Returns the layers, or -1 on failure with
+ * *retry_without set when one layer failed half-way and a probe without it may pass. */
+static long probe_once(unsigned want, unsigned *retry_without)
 {
     char dir[4200];
     int pipefd[2];
     unsigned slot = opt->slots;   /* a slot of its own, past the workers' */
+    struct { int ok; unsigned layers; } report = {0, 0};
 
-    layers = ISO_ALL;   /* try everything; the probe keeps what holds */
+    *retry_without = 0;
     fallback_dir(slot, dir, sizeof(dir));
     if (workdir_create(dir, (uid_t)(opt->uid_base + slot), (gid_t)(opt->uid_base + slot)) < 0) {
         LOG("cannot create %s: %s\n", dir, strerror(errno));
@@ -117,42 +121,65 @@ static int probe_layers(void)
     }
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return -1;
+    layers = want;
     int new_ns;
-    pid_t pid = fork_worker(own_pidns >= 0, &new_ns);
+    pid_t pid = fork_worker(want & ISO_PID_NS, &new_ns);
     if (pid < 0)
         return -1;
     if (pid == 0) {
         char err[256];
-        unsigned got = 0;
         struct confine_config c = confine_for(slot, dir, sizeof(dir));
         c.fallback_dir = dir;   /* used only if the mount namespace is refused */
         c.probing = 1;
         c.in_new_pid_ns = new_ns;
-        if (confine_apply(&c, &got, err, sizeof(err)) < 0) {
+        report.ok = confine_apply(&c, &report.layers, err, sizeof(err)) == 0;
+        if (!report.ok)
             dprintf(2, "pyexecd-zygote: probe: %s\n", err);
-            _exit(1);
-        }
-        ssize_t w = write(pipefd[1], &got, sizeof(got));
-        _exit(w == sizeof(got) ? 0 : 1);
+        ssize_t w = write(pipefd[1], &report, sizeof(report));
+        _exit(w == sizeof(report) ? 0 : 1);
     }
     close(pipefd[1]);
-    unsigned got = 0;
-    ssize_t n = read(pipefd[0], &got, sizeof(got));
+    ssize_t n = read(pipefd[0], &report, sizeof(report));
     close(pipefd[0]);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     workdir_remove(dir);
-    if (n != sizeof(got) || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        LOG("the confinement probe failed\n");
+    if (n != sizeof(report))
+        return -1;
+    if (!report.ok) {
+        *retry_without = report.layers;
         return -1;
     }
-    layers = got;
-    for (unsigned bit = 1; bit < (1u << ISO_LAYER_COUNT); bit <<= 1)
-        if (!(layers & bit))
-            LOG("warning: isolation layer %s is not available on this kernel\n",
-                isolation_layer_name(bit));
-    return 0;
+    return report.layers;
+}
+
+/* Finds the layers this kernel grants: what /healthz reports and what every worker must
+ * then apply. */
+static int probe_layers(void)
+{
+    unsigned want = ISO_ALL;
+    /* A PID namespace per worker needs to come back to ours after each fork: without the
+     * right to (root of a user namespace cannot), do without. */
+    if (own_pidns < 0 || setns(own_pidns, CLONE_NEWPID) < 0)
+        want &= ~ISO_PID_NS;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        unsigned retry_without;
+        long got = probe_once(want, &retry_without);
+        if (got >= 0) {
+            layers = (unsigned)got;
+            for (unsigned bit = 1; bit & ISO_ALL; bit <<= 1)
+                if (!(layers & bit))
+                    LOG("warning: isolation layer %s is not available on this kernel\n",
+                        isolation_layer_name(bit));
+            return 0;
+        }
+        if (!(retry_without & want))
+            break;
+        want &= ~retry_without;
+    }
+    LOG("the confinement probe failed\n");
+    return -1;
 }
 
 static void spawn_failed(int e)
@@ -240,25 +267,65 @@ out:
 }
 
 /* Reaps every exited child and tells the server how each ended. */
+/* Reaps every exited child and tells the server how each ended: its wait status, the
+ * CPU time it used and whether the OOM killer struck (a SIGKILL alone cannot say which
+ * limit it was: pid 1 of a namespace never sees the SIGXCPU that precedes it). */
+/* The CPU-time limit (seconds) an exited, not yet reaped child ran under, as it may have
+ * lowered it itself; 0 when unlimited or unknown. */
+static unsigned cpu_limit_of(pid_t pid)
+{
+    char path[64], line[256];
+    unsigned long long soft = 0;
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "Max cpu time %llu", &soft) == 1)
+            break;
+    fclose(f);
+    return soft > UINT32_MAX ? 0 : (unsigned)soft;
+}
+
 static void reap(void)
 {
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    struct rusage ru;
+    siginfo_t si;
+    for (;;) {
+        /* Look before reaping: a zombie's limits are still readable. */
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+            break;
+        unsigned cpu_limit = cpu_limit_of(si.si_pid);
+        pid = wait4(si.si_pid, &status, 0, &ru);
+        if (pid <= 0)
+            break;
+        uint32_t flags = 0;
         for (unsigned s = 0; s < opt->slots; s++) {
             if (slot_pid[s] != pid)
                 continue;
             slot_pid[s] = 0;
+            unsigned long long kills = cgroup_oom_kills(s);
+            if (kills > slot_oom_kills[s])
+                flags |= EXIT_OOM_KILLED;
+            slot_oom_kills[s] = kills;
             if (!(layers & ISO_MOUNT_NS)) {
                 char dir[4200];
                 fallback_dir(s, dir, sizeof(dir));
                 workdir_remove(dir);
             }
         }
+        unsigned long long cpu_ms = (unsigned long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+                                    (unsigned long long)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
         struct ipc_buf p;
         ipc_buf_init(&p);
         ipc_put_u32(&p, (uint32_t)pid);
         ipc_put_u32(&p, (uint32_t)status);
+        ipc_put_u32(&p, cpu_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)cpu_ms);
+        ipc_put_u32(&p, flags);
+        ipc_put_u32(&p, cpu_limit);
         send_frame(IPC_Z_EXITED, &p, NULL, 0);
         ipc_buf_release(&p);
     }
@@ -291,8 +358,9 @@ int zygote_main(const struct zygote_options *o)
     sigprocmask(SIG_BLOCK, &chld, NULL);
     sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     slot_pid = calloc(o->slots + 1, sizeof(pid_t));
+    slot_oom_kills = calloc(o->slots + 1, sizeof(*slot_oom_kills));
     snprintf(work_root, sizeof(work_root), "%s/work", o->state_dir);
-    if (sigfd < 0 || !slot_pid) {
+    if (sigfd < 0 || !slot_pid || !slot_oom_kills) {
         LOG("start-up failed: %s\n", strerror(errno));
         return 1;
     }
@@ -301,6 +369,8 @@ int zygote_main(const struct zygote_options *o)
     own_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     const struct policy_limits *l = &o->policy->limits;
     cgroup_setup(o->uid_base, o->slots, l->memory_mib << 20, (unsigned)l->threads);
+    for (unsigned s = 0; s <= o->slots; s++)
+        slot_oom_kills[s] = cgroup_oom_kills(s);   /* groups reused from an earlier zygote */
     if (seccomp_program_build(o->policy, &seccomp, err, sizeof(err)) < 0) {
         LOG("%s\n", err);
         return 1;
@@ -349,8 +419,15 @@ int zygote_main(const struct zygote_options *o)
             for (int i = 0; i < nfds; i++)
                 close(fds[i]);
             if (n <= 0) {
+                /* The server is stopping (or gone): end our workers first, so their
+                 * cgroups are empty and can be removed. */
+                for (unsigned s = 0; s < o->slots; s++)
+                    if (slot_pid[s])
+                        kill(slot_pid[s], SIGKILL);
+                while (wait(NULL) > 0 || errno == EINTR)
+                    ;
                 cgroup_cleanup();
-                return 0;   /* the server is gone; our workers die with us */
+                return 0;
             }
             uint32_t type;
             memcpy(&type, msg, sizeof(type));

@@ -81,16 +81,21 @@ static void append_capture(struct text *t, const struct capture_range *r, size_t
     worker_truncated |= cut;
 notice:
     if (worker_truncated) {
-        char note[96];
-        int n = snprintf(note, sizeof(note),
-                         "\n[output truncated: more than %zu bytes were written]\n", cap);
+        char note[128];
+        int n = worker_truncated == TRUNCATED_FULL
+            ? snprintf(note, sizeof(note), "\n[output truncated: this request's output file "
+                       "is full]\n")
+            : snprintf(note, sizeof(note), "\n[output truncated: more than %zu bytes were "
+                       "written]\n", cap);
         text_append(t, note, (size_t)n);
         *truncated = 1;
     }
 }
 
-/* Appends already-UTF-8 text from the worker, repaired if it is not. */
-static void append_utf8(struct text *t, const char *s, size_t n)
+/* Appends already-UTF-8 text from the worker, repaired if it is not. Past `cap` bytes
+ * the middle is cut, keeping the head (str(exc)) and the tail (where the traceback ends
+ * with the exception's name). */
+static void append_utf8(struct text *t, const char *s, size_t n, size_t cap, int *truncated)
 {
     char *clean;
     size_t clean_len;
@@ -98,7 +103,22 @@ static void append_utf8(struct text *t, const char *s, size_t n)
         t->failed = 1;
         return;
     }
-    text_append(t, clean, clean_len);
+    if (clean_len <= cap) {
+        text_append(t, clean, clean_len);
+    } else {
+        const unsigned char *u = (const unsigned char *)clean;
+        size_t head = utf8_cut(u, cap / 2);
+        size_t tail_from = clean_len - cap / 2;
+        while (tail_from < clean_len && (u[tail_from] & 0xC0) == 0x80)
+            tail_from++;   /* start the tail on a character boundary */
+        char note[96];
+        int k = snprintf(note, sizeof(note), "\n[output truncated: %zu bytes cut]\n",
+                         tail_from - head);
+        text_append(t, clean, head);
+        text_append(t, note, (size_t)k);
+        text_append(t, clean + tail_from, clean_len - tail_from);
+        *truncated = 1;
+    }
     free(clean);
 }
 
@@ -150,7 +170,8 @@ int block_output_build(struct block_result *out, const struct block_output_input
         }
         /* Then: stderr so far, str(exc), newline, traceback (or the crash reason). */
         append_capture(&t, &in->err, in->cap, in->err_truncated, truncated);
-        append_utf8(&t, in->error_text ? in->error_text : "", in->error_len);
+        append_utf8(&t, in->error_text ? in->error_text : "", in->error_len, in->cap,
+                    truncated);
         return set_entry(out, OUTCOME_FAILED, &t);
     }
     return -1;

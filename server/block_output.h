@@ -24,6 +24,8 @@ enum failed_stdout {
     FAILED_STDOUT_MERGE,   /* one FAILED result: stdout, then stderr and the error */
 };
 
+enum { TRUNCATED_NONE = 0, TRUNCATED_CAP = 1, TRUNCATED_FULL = 2 };
+
 struct capture_range {
     int fd;                /* the worker's capture memfd (borrowed) */
     off_t start, end;      /* bytes of this block */
@@ -32,7 +34,9 @@ struct capture_range {
 struct block_output_input {
     enum block_end end;
     struct capture_range out, err;
-    int out_truncated, err_truncated;  /* the worker dropped bytes past the cap */
+    /* The worker dropped bytes: TRUNCATED_CAP past the per-block cap, TRUNCATED_FULL
+     * because the request's capture file is full. */
+    int out_truncated, err_truncated;
     const char *error_text;            /* EXCEPTION, CRASH: UTF-8 (borrowed) */
     size_t error_len;
     size_t cap;                        /* bytes kept per stream */

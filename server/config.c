@@ -26,6 +26,7 @@
 
 enum {
     OPT_LISTEN = 256, OPT_WORKERS, OPT_POOL, OPT_QUEUE, OPT_HTTP_THREADS, OPT_DEADLINE,
+    OPT_MAX_SESSIONS, OPT_SESSION_IDLE, OPT_SESSION_LIFETIME,
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
     OPT_SERVER_PID, OPT_HELP, OPT_VERSION,
@@ -37,6 +38,9 @@ static const struct option long_options[] = {
     {"pool", required_argument, NULL, OPT_POOL},
     {"queue", required_argument, NULL, OPT_QUEUE},
     {"http-threads", required_argument, NULL, OPT_HTTP_THREADS},
+    {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+    {"session-idle-ms", required_argument, NULL, OPT_SESSION_IDLE},
+    {"session-lifetime-ms", required_argument, NULL, OPT_SESSION_LIFETIME},
     {"deadline-ms", required_argument, NULL, OPT_DEADLINE},
     {"output-bytes", required_argument, NULL, OPT_OUTPUT},
     {"worker-memory-mib", required_argument, NULL, OPT_MEMORY},
@@ -68,6 +72,9 @@ static void usage(FILE *f)
 "                            0 forks on demand)\n"
 "  --queue N                 requests that may wait for a worker; past it: 429 (default %d)\n"
 "  --http-threads N          HTTP threads (default: one per core)\n"
+"  --max-sessions N          sessions alive at once; past it: 429 (default %d)\n"
+"  --session-idle-ms MS      a session unused this long ends (default %u)\n"
+"  --session-lifetime-ms MS  a session ends at this age (default %u)\n"
 "  --policy FILE             sandbox policy: seccomp rules and limits (default: the\n"
 "                            built-in policies/default.policy; grammar in policies/README.md)\n"
 "  --print-policy FILE       print FILE's compiled seccomp filter (PFC) and exit\n"
@@ -89,7 +96,8 @@ static void usage(FILE *f)
 "                            (default " DEFAULT_RUNNER_FRAME "); 'none' omits it\n"
 "  --help                    this text\n"
 "  --version                 the version\n",
-            LIMIT_POOL, LIMIT_QUEUE, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
+            LIMIT_POOL, LIMIT_QUEUE, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
+            LIMIT_SESSION_LIFETIME_MS, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
             LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE);
 }
 
@@ -148,6 +156,9 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     c->pool = LIMIT_POOL;
     c->queue = LIMIT_QUEUE;
     c->http_threads = (unsigned)cores;
+    c->max_sessions = LIMIT_SESSIONS;
+    c->session_idle_ms = LIMIT_SESSION_IDLE_MS;
+    c->session_lifetime_ms = LIMIT_SESSION_LIFETIME_MS;
     c->site_packages = PYEXECD_SITE_PACKAGES;
     snprintf(state_default, sizeof(state_default), "/tmp/pyexecd-%u", (unsigned)geteuid());
     c->state_dir = state_default;
@@ -188,6 +199,21 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
             if (parse_uint(a, 1, 256, &v) < 0)
                 goto bad;
             c->http_threads = (unsigned)v;
+            break;
+        case OPT_MAX_SESSIONS:
+            if (parse_uint(a, 0, 4096, &v) < 0)
+                goto bad;
+            c->max_sessions = (unsigned)v;
+            break;
+        case OPT_SESSION_IDLE:
+            if (parse_uint(a, 100, 7 * 24 * 3600 * 1000u, &v) < 0)
+                goto bad;
+            c->session_idle_ms = (unsigned)v;
+            break;
+        case OPT_SESSION_LIFETIME:
+            if (parse_uint(a, 100, 7 * 24 * 3600 * 1000u, &v) < 0)
+                goto bad;
+            c->session_lifetime_ms = (unsigned)v;
             break;
         case OPT_DEADLINE:
             if (parse_uint(a, 10, 3600000, &v) < 0)

@@ -15,6 +15,9 @@ struct config {
     unsigned pool;                  /* pre-forked idle workers */
     unsigned queue;                 /* waiting requests beyond `workers` */
     unsigned http_threads;
+    unsigned max_sessions;          /* sessions alive at once */
+    unsigned session_idle_ms;       /* a session unused this long ends */
+    unsigned session_lifetime_ms;   /* a session ends at this age */
     unsigned deadline_ms;           /* per code block; 0: the policy's */
     size_t output_bytes;            /* per block and stream; 0: the policy's */
     unsigned long long worker_memory;   /* address space a worker may add; 0: the policy's */

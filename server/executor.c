@@ -46,6 +46,17 @@ void ex_epoll_watch(int fd, uint32_t events, struct tag *tag, int op)
         fprintf(stderr, "pyexecd: epoll_ctl: %s\n", strerror(errno));
 }
 
+/* Answers any queued or incoming job that will not run. */
+static void fail_any(struct job *job, enum px_result r, const char *message)
+{
+    if (job->kind == JOB_EXECUTE)
+        job_fail(job, r, message);
+    else
+        sessions_fail(job, r, message);
+}
+
+/* Moves submitted jobs in: requests and session creations join the queue; the other
+ * session operations are answered (or started) at once. */
 static void take_incoming(void)
 {
     pthread_mutex_lock(&ex.lock);
@@ -56,6 +67,8 @@ static void take_incoming(void)
         struct job *job = list;
         list = list->next;
         job->next = NULL;
+        if (job->kind != JOB_EXECUTE && sessions_take(job))
+            continue;
         if (ex.queue_tail)
             ex.queue_tail->next = job;
         else
@@ -78,9 +91,14 @@ static struct job *pop_queue(void)
     return job;
 }
 
+/* Hands queued jobs, in order, to idle pool workers: a request while fewer than
+ * `workers` run, a session creation whenever a worker is free (a session's executions
+ * are bounded by the session limit instead). */
 static void dispatch(void)
 {
-    while (ex.queue && ex.running < ex.cfg.workers && ex.zstate == ZYGOTE_READY) {
+    while (ex.queue && ex.zstate == ZYGOTE_READY) {
+        if (ex.queue->kind == JOB_EXECUTE && ex.running >= ex.cfg.workers)
+            break;
         struct worker *w = NULL;
         for (struct worker *it = ex.workers; it; it = it->next)
             if (it->state == W_IDLE) {
@@ -90,7 +108,9 @@ static void dispatch(void)
         if (!w)
             break;
         struct job *job = pop_queue();
-        if (worker_start_job(w, job) < 0)
+        if (job->kind == JOB_SESSION_CREATE)
+            sessions_create(job, w);
+        else if (worker_start_job(w, job) < 0)
             job_fail(job, PX_NOMEM, "Out of memory while starting the execution.");
     }
     pool_ensure();
@@ -100,14 +120,14 @@ static void check_timers(void)
 {
     int64_t now = ex_now_ms();
     for (struct worker *w = ex.workers; w; w = w->next) {
-        if (w->state == W_BUSY && w->job && now >= w->job->deadline) {
+        if (worker_busy(w) && w->job && now >= w->job->deadline) {
             /* Reports it sent meanwhile come first: the block may have ended in time. */
             worker_read(w);
-            if (w->state == W_BUSY && w->job && now >= w->job->deadline)
+            if (worker_busy(w) && w->job && now >= w->job->deadline)
                 worker_deadline_expired(w);
         }
         else if (w->state == W_EXITING && now >= w->exit_wait_until) {
-            worker_finish_crashed(w, 0, 0);
+            worker_finish_crashed(w, NULL);
             worker_discard(w);
         }
     }
@@ -118,10 +138,11 @@ static void check_timers(void)
     if (ex.zstate != ZYGOTE_READY) {
         /* Waiting requests must not hang on a zygote that does not come back. */
         while (ex.queue && now - ex.queue->queued_at >= ZYGOTE_WAIT_MS)
-            job_fail(pop_queue(), PX_UNAVAILABLE,
+            fail_any(pop_queue(), PX_UNAVAILABLE,
                      "The execution environment is not available (its zygote process is "
                      "restarting); retry shortly.");
     }
+    sessions_reap(now);
 }
 
 /* Milliseconds until the next timer, for epoll_wait. */
@@ -129,7 +150,7 @@ static int next_timeout(void)
 {
     int64_t now = ex_now_ms(), next = now + 1000;
     for (struct worker *w = ex.workers; w; w = w->next) {
-        if (w->state == W_BUSY && w->job && w->job->deadline < next)
+        if (worker_busy(w) && w->job && w->job->deadline < next)
             next = w->job->deadline;
         if (w->state == W_EXITING && w->exit_wait_until < next)
             next = w->exit_wait_until;
@@ -140,6 +161,9 @@ static int next_timeout(void)
         next = ex.spawn_retry_at;
     if (ex.zstate != ZYGOTE_READY && ex.queue && ex.queue->queued_at + ZYGOTE_WAIT_MS < next)
         next = ex.queue->queued_at + ZYGOTE_WAIT_MS;
+    int64_t expiry = sessions_next_expiry();
+    if (expiry < next)
+        next = expiry;
     return next <= now ? 0 : (int)(next - now);
 }
 
@@ -157,6 +181,8 @@ static void publish_snapshot(void)
     h->pool_starting = ex.starting + ex.spawn_outstanding;
     h->queue_depth = ex.admitted > ex.running ? ex.admitted - ex.running : 0;
     h->queue_max = ex.cfg.queue;
+    h->sessions = ex.nsessions;
+    h->sessions_max = ex.cfg.max_sessions;
     h->layers = ex.layers;
     h->layers_known = ex.layers_known;
     h->executions = ex.executions;
@@ -174,8 +200,9 @@ static void shutdown_all(void)
 {
     take_incoming();
     struct job *job;
+    sessions_end_all();
     while ((job = pop_queue()))
-        job_fail(job, PX_SHUTTING_DOWN, "The server is shutting down.");
+        fail_any(job, PX_SHUTTING_DOWN, "The server is shutting down.");
     for (struct worker *w = ex.workers; w; w = w->next) {
         if (w->state == W_DEAD)
             continue;
@@ -186,7 +213,7 @@ static void shutdown_all(void)
             job_fail(job, PX_SHUTTING_DOWN, "The server is shutting down.");
     }
     workers_free_dead();
-    zygote_process_end(&ex.z, 1, NULL);
+    zygote_process_stop(&ex.z, ZYGOTE_STOP_GRACE_MS);
     ex.zstate = ZYGOTE_STOPPED;
     publish_snapshot();
 }
@@ -273,28 +300,28 @@ static void wake(void)
     (void)r;
 }
 
-enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx)
+/* Hands a job to the executor thread. Requests count against the admission limit
+ * (running plus queue); session creations against the session limit. */
+static enum px_result submit(struct job *job)
 {
-    struct job *job = calloc(1, sizeof(*job));
-    if (!job)
-        return PX_NOMEM;
-    job->req = req;
-    job->done = done;
-    job->ctx = ctx;
     job->queued_at = ex_now_ms();
-
     pthread_mutex_lock(&ex.lock);
-    if (ex.stopping) {
+    enum px_result r = PX_OK;
+    if (ex.stopping)
+        r = PX_SHUTTING_DOWN;
+    else if (job->kind == JOB_EXECUTE && ex.admitted >= ex.cfg.workers + ex.cfg.queue)
+        r = PX_QUEUE_FULL;
+    else if (job->kind == JOB_SESSION_CREATE && ex.sessions_reserved >= ex.cfg.max_sessions)
+        r = PX_QUEUE_FULL;
+    if (r != PX_OK) {
         pthread_mutex_unlock(&ex.lock);
         free(job);
-        return PX_SHUTTING_DOWN;
+        return r;
     }
-    if (ex.admitted >= ex.cfg.workers + ex.cfg.queue) {
-        pthread_mutex_unlock(&ex.lock);
-        free(job);
-        return PX_QUEUE_FULL;
-    }
-    ex.admitted++;
+    if (job->kind == JOB_EXECUTE)
+        ex.admitted++;
+    if (job->kind == JOB_SESSION_CREATE)
+        ex.sessions_reserved++;
     if (ex.incoming_tail)
         ex.incoming_tail->next = job;
     else
@@ -303,6 +330,64 @@ enum px_result executor_submit(const struct exec_request *req, exec_done_fn done
     pthread_mutex_unlock(&ex.lock);
     wake();
     return PX_OK;
+}
+
+static struct job *new_job(enum job_kind kind, const char *session_id, void *ctx)
+{
+    struct job *job = calloc(1, sizeof(*job));
+    if (!job)
+        return NULL;
+    job->kind = kind;
+    job->ctx = ctx;
+    if (session_id)
+        snprintf(job->session_id, sizeof(job->session_id), "%s", session_id);
+    return job;
+}
+
+enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx)
+{
+    struct job *job = new_job(JOB_EXECUTE, NULL, ctx);
+    if (!job)
+        return PX_NOMEM;
+    job->req = req;
+    job->done = done;
+    return submit(job);
+}
+
+enum px_result executor_session_execute(const char *id, const struct exec_request *req,
+                                        exec_done_fn done, void *ctx)
+{
+    struct job *job = new_job(JOB_SESSION_EXECUTE, id, ctx);
+    if (!job)
+        return PX_NOMEM;
+    job->req = req;
+    job->done = done;
+    return submit(job);
+}
+
+static enum px_result session_op(enum job_kind kind, const char *id, session_done_fn done,
+                                 void *ctx)
+{
+    struct job *job = new_job(kind, id, ctx);
+    if (!job)
+        return PX_NOMEM;
+    job->sdone = done;
+    return submit(job);
+}
+
+enum px_result executor_session_create(session_done_fn done, void *ctx)
+{
+    return session_op(JOB_SESSION_CREATE, NULL, done, ctx);
+}
+
+enum px_result executor_session_get(const char *id, session_done_fn done, void *ctx)
+{
+    return session_op(JOB_SESSION_GET, id, done, ctx);
+}
+
+enum px_result executor_session_delete(const char *id, session_done_fn done, void *ctx)
+{
+    return session_op(JOB_SESSION_DELETE, id, done, ctx);
 }
 
 void executor_snapshot(struct health_report *h, char **info_json)
@@ -318,6 +403,8 @@ void executor_snapshot(struct health_report *h, char **info_json)
     h->pool_starting = ex.snap.pool_starting;
     h->queue_depth = ex.snap.queue_depth;
     h->queue_max = ex.snap.queue_max;
+    h->sessions = ex.snap.sessions;
+    h->sessions_max = ex.snap.sessions_max;
     h->layers = ex.snap.layers;
     h->layers_known = ex.snap.layers_known;
     h->executions = ex.snap.executions;

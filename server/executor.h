@@ -19,6 +19,9 @@
  * (ownership passes to the callee, who frees it with exec_result_free). Must not block. */
 typedef void (*exec_done_fn)(void *ctx, struct exec_result *res);
 
+/* Called exactly once per accepted session operation, on the executor thread. */
+typedef void (*session_done_fn)(void *ctx, const struct session_reply *reply);
+
 struct executor_config {
     unsigned workers;             /* executions at once */
     unsigned pool;                /* idle workers kept forked and sandboxed */
@@ -29,6 +32,9 @@ struct executor_config {
     char *const *zygote_argv;     /* borrowed for the executor's life */
     char *const *zygote_env;      /* idem */
     int policy_fd;                /* the policy text for each zygote (borrowed) */
+    unsigned max_sessions;        /* sessions alive at once */
+    unsigned session_idle_ms;     /* a session unused this long ends */
+    unsigned session_lifetime_ms; /* a session ends at this age */
     unsigned required_layers;     /* isolation layers without which we stop (--require-isolation) */
 };
 
@@ -39,6 +45,19 @@ int executor_start(const struct executor_config *cfg, char *err, size_t errlen);
  * `done` is called. Returns PX_OK (done will be called), or at once PX_QUEUE_FULL or
  * PX_SHUTTING_DOWN (done will not be called). Thread-safe. */
 enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx);
+
+/* Sessions: one interpreter kept across requests. Each call returns PX_OK when `done`
+ * will be called, or an error at once (PX_QUEUE_FULL at the session limit,
+ * PX_SHUTTING_DOWN). create waits for a pre-forked worker like a request does. */
+enum px_result executor_session_create(session_done_fn done, void *ctx);
+enum px_result executor_session_get(const char *id, session_done_fn done, void *ctx);
+/* Ends the session and removes its files (its worker and tmpfs go). */
+enum px_result executor_session_delete(const char *id, session_done_fn done, void *ctx);
+/* Runs req in the session's interpreter and work dir; `done` gets the result, or an error
+ * result: PX_NOT_FOUND (no such session, or it ended: the message says why), PX_BUSY
+ * (another execution is running in it). The request stays the caller's until then. */
+enum px_result executor_session_execute(const char *id, const struct exec_request *req,
+                                        exec_done_fn done, void *ctx);
 
 /* Fills the executor's part of a health report. *info_json gets a malloc'd copy of the
  * zygote's interpreter description (caller frees) or NULL. Thread-safe. */

@@ -28,6 +28,10 @@
 #define EXIT_STATUS_WAIT_MS 2000
 /* Pause before asking again when the zygote could not fork. */
 #define SPAWN_RETRY_MS 200
+/* At shutdown, how long the zygote has to end its workers and remove their cgroups. */
+#define ZYGOTE_STOP_GRACE_MS 2000
+/* With --require-isolation, zygote deaths before HELLO in a row that stop the server. */
+#define ZYGOTE_START_ATTEMPTS 3
 
 enum tag_kind { TAG_WAKE, TAG_ZYGOTE_CTL, TAG_ZYGOTE_EXIT, TAG_WORKER };
 
@@ -37,14 +41,19 @@ struct tag {
 };
 
 enum worker_state {
-    W_STARTING,   /* forked, sandboxing itself */
-    W_IDLE,       /* ready for a job */
-    W_BUSY,       /* running a job */
-    W_EXITING,    /* its socket closed mid-job; waiting for its exit status */
-    W_DEAD,       /* descriptors closed; freed at the end of the loop iteration */
+    W_STARTING,      /* forked, sandboxing itself */
+    W_IDLE,          /* ready for a job (in the pool) */
+    W_BUSY,          /* running a request's job */
+    W_SESSION_IDLE,  /* holds a session, waiting for its next execution */
+    W_SESSION_BUSY,  /* running one of its session's executions */
+    W_EXITING,       /* its socket closed mid-job; waiting for its exit status */
+    W_DEAD,          /* descriptors closed; freed at the end of the loop iteration */
 };
 
 struct job;
+struct session;
+
+static inline int worker_busy(const struct worker *w);
 
 struct worker {
     struct worker *next;
@@ -56,11 +65,30 @@ struct worker {
     unsigned char *wbuf;      /* the JOB frame still to send */
     size_t wlen, woff;
     int64_t exit_wait_until;
+    struct session *session;  /* the session it serves, or NULL */
+    const char *end_reason;   /* why it stops, for its session's tombstone (static text) */
     struct tag tag;
+};
+
+static inline int worker_busy(const struct worker *w)
+{
+    return w->state == W_BUSY || w->state == W_SESSION_BUSY;
+}
+
+enum job_kind {
+    JOB_EXECUTE,          /* a request: any pool worker, then it is discarded */
+    JOB_SESSION_CREATE,   /* takes a pool worker and keeps it */
+    JOB_SESSION_EXECUTE,  /* runs in a session's worker */
+    JOB_SESSION_GET,
+    JOB_SESSION_DELETE,
 };
 
 struct job {
     struct job *next;
+    enum job_kind kind;
+    char session_id[33];      /* the session a JOB_SESSION_* names */
+    struct session *session;  /* the session a JOB_SESSION_EXECUTE runs in */
+    session_done_fn sdone;    /* the callback of create, get and delete */
     const struct exec_request *req;
     exec_done_fn done;
     void *ctx;
@@ -80,6 +108,7 @@ struct executor_state {
     pthread_mutex_t lock;
     struct job *incoming, *incoming_tail;
     unsigned admitted;        /* accepted and not yet answered */
+    unsigned sessions_reserved;   /* alive plus being created */
     int stopping;
     struct health_report snap;
     char *snap_info;
@@ -89,11 +118,14 @@ struct executor_state {
     unsigned queued;
     struct worker *workers;
     unsigned running, idle, starting, spawn_outstanding;
+    struct session *sessions;
+    unsigned nsessions;
     struct zygote_process z;
     enum zygote_state zstate;
     int64_t zstarted_at, zready_at, restart_at, spawn_retry_at;
     int64_t backoff_ms;
     unsigned restarts;
+    unsigned start_failures;  /* zygote deaths before HELLO in a row */
     unsigned layers;
     int layers_known;
     char *info_json;
@@ -121,14 +153,45 @@ void worker_discard(struct worker *w);
 void workers_free_dead(void);
 void worker_on_event(struct worker *w, uint32_t events);
 void worker_read(struct worker *w);
-/* The zygote reaped pid with this wait status. */
-void worker_on_exited(pid_t pid, int status);
+/* How a worker ended, as the zygote reported it. */
+struct worker_exit {
+    int status;               /* wait status */
+    unsigned cpu_ms;          /* CPU time it used */
+    unsigned cpu_limit_s;     /* the CPU-time limit it ran under (0: unknown) */
+    int oom_killed;           /* its memory cgroup's OOM killer struck */
+};
+
+/* The zygote reaped pid. */
+void worker_on_exited(pid_t pid, const struct worker_exit *how);
 /* Sends the job to an idle worker. Returns 0, or -1 when out of memory. */
 int worker_start_job(struct worker *w, struct job *job);
 void worker_deadline_expired(struct worker *w);
-void worker_finish_crashed(struct worker *w, int status, int known);
+/* The worker died mid-job; how: NULL when unknown. */
+void worker_finish_crashed(struct worker *w, const struct worker_exit *how);
 /* Answers a job that produced no block results (503 and the like). */
 void job_fail(struct job *job, enum px_result r, const char *message);
+
+/* executor_sessions.c: interpreters kept across requests */
+/* Handles a session job taken from the incoming list: create waits in the queue for a
+ * worker (returns 0: queue it); get, delete and execute are answered or started now
+ * (returns 1). */
+int sessions_take(struct job *job);
+/* Turns an idle pool worker into the session a JOB_SESSION_CREATE asked for. */
+void sessions_create(struct job *job, struct worker *w);
+/* Reserves n input-file numbers in the session; returns the first. */
+unsigned sessions_claim_files(struct session *s, unsigned n);
+/* The session's execution finished and its worker is idle again. */
+void sessions_execution_done(struct session *s);
+/* The session's worker is gone (deadline, crash, zygote death, ...): the session ends. */
+void sessions_worker_gone(struct session *s, const char *why);
+/* Ends sessions past their idle time or lifetime. */
+void sessions_reap(int64_t now);
+/* Milliseconds of the earliest session expiry, or INT64_MAX. */
+int64_t sessions_next_expiry(void);
+/* Ends every session (shutdown). */
+void sessions_end_all(void);
+/* Answers a session job that will not run (shutdown, zygote down too long). */
+void sessions_fail(struct job *job, enum px_result r, const char *message);
 
 /* executor_zygote.c: the zygote and the pool of workers it forks */
 void zygote_start(void);

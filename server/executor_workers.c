@@ -19,6 +19,8 @@
 #include "../sandbox/block_report.h"
 #include "executor_internal.h"
 
+/* Moves w to state s, keeping the pool's counters (idle, starting, running) right;
+ * session workers are counted by the sessions. */
 void worker_set_state(struct worker *w, enum worker_state s)
 {
     switch (w->state) {
@@ -53,6 +55,8 @@ static void close_fd(int *fd)
  * frees later: events for it may still be queued in this iteration. */
 void worker_discard(struct worker *w)
 {
+    if (w->session)
+        sessions_worker_gone(w->session, w->end_reason);
     worker_kill(w);
     close_fd(&w->sock);   /* closing removes it from the epoll set */
     close_fd(&w->out_fd);
@@ -87,8 +91,14 @@ static struct worker *worker_find(pid_t pid)
     return NULL;
 }
 
-static void job_answered(void)
+/* Frees the job; a request's job also leaves the admission count (session operations
+ * never entered it). */
+static void job_answered(struct job *job)
 {
+    int counted = job->kind == JOB_EXECUTE;
+    free(job);
+    if (!counted)
+        return;
     pthread_mutex_lock(&ex.lock);
     ex.admitted--;
     pthread_mutex_unlock(&ex.lock);
@@ -112,8 +122,7 @@ void job_fail(struct job *job, enum px_result r, const char *message)
         res->status_message = message ? strdup(message) : NULL;
     }
     job->done(job->ctx, res);   /* a NULL res tells the callee we ran out of memory */
-    free(job);
-    job_answered();
+    job_answered(job);
 }
 
 static void job_limit_hit(struct job *job, enum limit_hit l)
@@ -141,8 +150,7 @@ static void job_complete(struct job *job, size_t from)
     job->res = NULL;
     ex.executions++;
     job->done(job->ctx, res);
-    free(job);
-    job_answered();
+    job_answered(job);
 }
 
 /* Where a block's output ends: as the worker reported it (it runs ahead of us), kept
@@ -168,8 +176,10 @@ static int worker_finish_block(struct worker *w, enum block_end end, const char 
         .end = end,
         .out = {.fd = w->out_fd, .start = job->out_mark, .end = out_end},
         .err = {.fd = w->err_fd, .start = job->err_mark, .end = err_end},
-        .out_truncated = !!(flags & BLOCK_FLAG_STDOUT_TRUNCATED),
-        .err_truncated = !!(flags & BLOCK_FLAG_STDERR_TRUNCATED),
+        .out_truncated = (flags & BLOCK_FLAG_STDOUT_FULL) ? TRUNCATED_FULL
+                       : (flags & BLOCK_FLAG_STDOUT_TRUNCATED) ? TRUNCATED_CAP : TRUNCATED_NONE,
+        .err_truncated = (flags & BLOCK_FLAG_STDERR_FULL) ? TRUNCATED_FULL
+                       : (flags & BLOCK_FLAG_STDERR_TRUNCATED) ? TRUNCATED_CAP : TRUNCATED_NONE,
         .error_text = error,
         .error_len = error_len,
         .cap = ex.cfg.output_bytes,
@@ -186,26 +196,38 @@ static int worker_finish_block(struct worker *w, enum block_end end, const char 
 }
 
 /* Describes how a worker died, for the FAILED output, and which limit that was. */
-static enum limit_hit describe_death(int status, int known, char *buf, size_t len)
+static enum limit_hit describe_death(const struct worker_exit *how, char *buf, size_t len)
 {
-    if (!known) {
+    if (!how) {
         snprintf(buf, len, "The interpreter process ended unexpectedly.\n");
         return LIMIT_HIT_CRASH;
     }
-    if (!WIFSIGNALED(status)) {
+    if (!WIFSIGNALED(how->status)) {
         snprintf(buf, len, "The interpreter process exited with status %d.\n",
-                 WEXITSTATUS(status));
+                 WEXITSTATUS(how->status));
         return LIMIT_HIT_CRASH;
     }
-    int sig = WTERMSIG(status);
+    int sig = WTERMSIG(how->status);
     enum limit_hit limit = LIMIT_HIT_CRASH;
     const char *why;
     switch (sig) {
     case SIGSYS: why = "it made a system call the sandbox forbids"; limit = LIMIT_HIT_SYSCALL; break;
     case SIGXCPU: why = "it used up its CPU time limit"; limit = LIMIT_HIT_CPU_TIME; break;
     case SIGXFSZ: why = "it wrote past its file size limit"; limit = LIMIT_HIT_FILE_SIZE; break;
-    /* Nobody but the kernel's OOM killer sends SIGKILL to a worker we did not kill. */
-    case SIGKILL: why = "it ran out of memory"; limit = LIMIT_HIT_MEMORY; break;
+    case SIGKILL:
+        /* Not ours (we answer our own kills without waiting for the status): the OOM
+         * killer, RLIMIT_CPU's hard limit (pid 1 of a namespace never sees the SIGXCPU
+         * before it), or someone on the host. */
+        if (how->oom_killed) {
+            why = "it ran out of memory";
+            limit = LIMIT_HIT_MEMORY;
+        } else if (how->cpu_limit_s && how->cpu_ms + 1000 >= how->cpu_limit_s * 1000ull) {
+            why = "it used up its CPU time limit";
+            limit = LIMIT_HIT_CPU_TIME;
+        } else {
+            why = "it was killed from outside the sandbox";
+        }
+        break;
     case SIGSEGV: why = "segmentation fault"; break;
     case SIGABRT: why = "aborted"; break;
     case SIGBUS: why = "bus error"; break;
@@ -218,7 +240,7 @@ static enum limit_hit describe_death(int status, int known, char *buf, size_t le
 }
 
 /* The worker died mid-job: the running block fails with the reason, later ones do not run. */
-void worker_finish_crashed(struct worker *w, int status, int known)
+void worker_finish_crashed(struct worker *w, const struct worker_exit *how)
 {
     struct job *job = w->job;
     w->job = NULL;
@@ -227,12 +249,18 @@ void worker_finish_crashed(struct worker *w, int status, int known)
     char reason[160];
     enum block_end end = BLOCK_END_CRASH;
     enum limit_hit limit = LIMIT_HIT_NONE;
-    if (known && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    if (how && WIFEXITED(how->status) && WEXITSTATUS(how->status) == 0) {
         end = BLOCK_END_OK;   /* os._exit(0): it asked to stop */
         reason[0] = '\0';
     } else {
-        limit = describe_death(status, known, reason, sizeof(reason));
+        limit = describe_death(how, reason, sizeof(reason));
         ex.crashes++;
+    }
+    if (w->session) {
+        /* The interpreter is gone, and with it the session. */
+        job->res->session_ended = 1;
+        w->end_reason = end == BLOCK_END_OK ? "its interpreter exited"
+                                            : "its interpreter crashed or was stopped";
     }
     if (job->block < job->res->nblocks) {
         /* w->job is detached; worker_finish_block reads through w, so reattach for the call. */
@@ -255,6 +283,18 @@ void worker_deadline_expired(struct worker *w)
     struct job *job = w->job;
     worker_kill(w);   /* from outside: a C loop that ignores signals dies all the same */
     ex.deadline_kills++;
+    if (job->block >= job->res->nblocks) {
+        /* Every block reported, but the job never said it was done (a thread of the code
+         * held the interpreter, or the code forged the last report): the results stand. */
+        if (w->session) {
+            job->res->session_ended = 1;
+            w->end_reason = "its interpreter did not finish its last execution in time";
+        }
+        w->job = NULL;
+        worker_discard(w);
+        job_complete(job, job->res->nblocks);
+        return;
+    }
     if (worker_finish_block(w, BLOCK_END_DEADLINE, NULL, 0, 0, -1, -1) < 0) {
         w->job = NULL;
         worker_discard(w);
@@ -262,6 +302,10 @@ void worker_deadline_expired(struct worker *w)
         return;
     }
     job_limit_hit(job, LIMIT_HIT_DEADLINE);
+    if (w->session) {
+        job->res->session_ended = 1;
+        w->end_reason = "a code block ran past its deadline and its interpreter was stopped";
+    }
     w->job = NULL;
     worker_discard(w);
     job_complete(job, job->block + 1);
@@ -273,7 +317,7 @@ static void worker_protocol_error(struct worker *w, const char *what)
     fprintf(stderr, "pyexecd: worker %d: %s\n", (int)w->pid, what);
     worker_kill(w);
     if (w->job)
-        worker_finish_crashed(w, SIGKILL, 0);
+        worker_finish_crashed(w, NULL);
     worker_discard(w);
 }
 
@@ -376,26 +420,32 @@ static void handle_worker_frame(struct worker *w, uint32_t type, const unsigned 
                 (int)(len > 400 ? 400 : len), (const char *)p);
         ex.setup_failures++;
         ex.spawn_retry_at = ex_now_ms() + SPAWN_RETRY_MS;
-        if (w->state == W_BUSY)
+        if (worker_busy(w))
             worker_protocol_error(w, "SETUP_FAILED while busy");
         else
             worker_discard(w);
         return;
     case IPC_W_BLOCK_DONE:
-        if (w->state != W_BUSY || !w->job) {
+        if (!worker_busy(w) || !w->job) {
             worker_protocol_error(w, "block report without a job");
             return;
         }
         handle_block_done(w, p, len);
         return;
     case IPC_W_JOB_DONE:
-        if (w->state != W_BUSY || !w->job || w->job->block != w->job->res->nblocks) {
+        if (!worker_busy(w) || !w->job || w->job->block != w->job->res->nblocks) {
             worker_protocol_error(w, "early JOB_DONE");
             return;
         } else {
             struct job *job = w->job;
             w->job = NULL;
-            worker_discard(w);   /* it exits by itself; the kill makes sure of it */
+            if (w->session) {
+                /* A session's interpreter waits for its next execution. */
+                worker_set_state(w, W_SESSION_IDLE);
+                sessions_execution_done(w->session);
+            } else {
+                worker_discard(w);   /* it exits by itself; the kill makes sure of it */
+            }
             job_complete(job, job->block);
         }
         return;
@@ -423,7 +473,7 @@ static void drain_frames(struct worker *w)
 /* The worker's socket closed (or failed). */
 static void worker_lost(struct worker *w)
 {
-    if (w->state == W_BUSY && w->job) {
+    if (worker_busy(w) && w->job) {
         /* The capture files stay open: the answer needs what it printed. */
         close_fd(&w->sock);
         worker_set_state(w, W_EXITING);
@@ -486,7 +536,7 @@ void worker_on_event(struct worker *w, uint32_t events)
 }
 
 /* The zygote reaped a worker. */
-void worker_on_exited(pid_t pid, int status)
+void worker_on_exited(pid_t pid, const struct worker_exit *how)
 {
     struct worker *w = worker_find(pid);
     if (!w)
@@ -496,7 +546,7 @@ void worker_on_exited(pid_t pid, int status)
     if (w->state == W_DEAD)
         return;
     if (w->job)
-        worker_finish_crashed(w, status, 1);
+        worker_finish_crashed(w, how);
     worker_discard(w);
 }
 
@@ -507,8 +557,13 @@ int worker_start_job(struct worker *w, struct job *job)
     ipc_buf_init(&b);
     size_t start = ipc_frame_begin(&b, IPC_W_JOB);
     ipc_put_u32(&b, (uint32_t)req->nfiles);
+    /* In a session, input files keep counting from the earlier requests' ones. */
+    unsigned first = w->session ? sessions_claim_files(w->session, (unsigned)req->nfiles) : 0;
     for (size_t i = 0; i < req->nfiles; i++) {
-        ipc_put_bytes(&b, req->files[i].name, strlen(req->files[i].name));
+        char name[64];
+        const char *ext = strrchr(req->files[i].name, '.');
+        snprintf(name, sizeof(name), "input_file_%zu%s", first + i, ext ? ext : "");
+        ipc_put_bytes(&b, name, strlen(name));
         ipc_put_bytes(&b, req->files[i].data, req->files[i].len);
     }
     ipc_put_u32(&b, (uint32_t)req->ncodes);
@@ -527,7 +582,7 @@ int worker_start_job(struct worker *w, struct job *job)
     w->wbuf = ipc_buf_detach(&b, &w->wlen);
     w->woff = 0;
     w->job = job;
-    worker_set_state(w, W_BUSY);
+    worker_set_state(w, w->session ? W_SESSION_BUSY : W_BUSY);
     job->block = 0;
     job->out_mark = ex_file_size(w->out_fd);
     job->err_mark = ex_file_size(w->err_fd);

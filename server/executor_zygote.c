@@ -34,8 +34,16 @@ void pool_ensure(void)
 {
     if (ex.zstate != ZYGOTE_READY || ex.stop_seen || ex_now_ms() < ex.spawn_retry_at)
         return;
+    /* Queued requests that could start now, and every queued session creation. */
     unsigned free_slots = ex.cfg.workers > ex.running ? ex.cfg.workers - ex.running : 0;
-    unsigned demand = ex.queued < free_slots ? ex.queued : free_slots;
+    unsigned requests = 0, creates = 0;
+    for (const struct job *j = ex.queue; j; j = j->next) {
+        if (j->kind == JOB_SESSION_CREATE)
+            creates++;
+        else
+            requests++;
+    }
+    unsigned demand = (requests < free_slots ? requests : free_slots) + creates;
     unsigned want = ex.cfg.pool + demand;
     unsigned have = ex.idle + ex.starting + ex.spawn_outstanding;
     while (have < want && ex.spawn_retry_at <= ex_now_ms()) {
@@ -77,12 +85,22 @@ void zygote_died(const char *why)
             continue;
         struct job *job = w->job;
         w->job = NULL;
+        w->end_reason = "the execution environment restarted (its zygote process ended)";
         worker_discard(w);
         if (job)
             job_fail(job, PX_UNAVAILABLE,
                      "The execution environment restarted while this request ran; retry it.");
     }
     ex.spawn_outstanding = 0;
+    /* A zygote that keeps dying before it is ready cannot say which layers it has: with
+     * --require-isolation that is reason enough to stop rather than retry for ever. */
+    if (ex.zstate == ZYGOTE_STARTING && ++ex.start_failures >= ZYGOTE_START_ATTEMPTS &&
+        ex.cfg.required_layers) {
+        fprintf(stderr, "pyexecd: the zygote failed to start %u times and "
+                "--require-isolation is set\n", ex.start_failures);
+        ex.fatal = 1;
+        kill(getpid(), SIGTERM);
+    }
     if (ex.zstate == ZYGOTE_READY && now - ex.zready_at >= ZYGOTE_STABLE_MS)
         ex.backoff_ms = ZYGOTE_BACKOFF_FIRST_MS;
     ex.zstate = ZYGOTE_DOWN;
@@ -117,6 +135,7 @@ static void on_zygote_message(const unsigned char *msg, size_t n, int *fds, int 
         ex.layers_known = 1;
         ex.zstate = ZYGOTE_READY;
         ex.zready_at = ex_now_ms();
+        ex.start_failures = 0;
         unsigned missing = ex.cfg.required_layers & ~layers;
         if (missing) {
             for (unsigned bit = 1; bit & ISO_ALL; bit <<= 1)
@@ -157,10 +176,14 @@ static void on_zygote_message(const unsigned char *msg, size_t n, int *fds, int 
     }
     case IPC_Z_EXITED: {
         uint32_t pid = ipc_get_u32(&c);
-        uint32_t status = ipc_get_u32(&c);
+        struct worker_exit how;
+        how.status = (int)ipc_get_u32(&c);
+        how.cpu_ms = ipc_get_u32(&c);
+        how.oom_killed = !!(ipc_get_u32(&c) & EXIT_OOM_KILLED);
+        how.cpu_limit_s = ipc_get_u32(&c);
         if (c.failed)
             goto bad;
-        worker_on_exited((pid_t)pid, (int)status);
+        worker_on_exited((pid_t)pid, &how);
         break;
     }
     case IPC_Z_SPAWN_FAILED: {

@@ -23,6 +23,8 @@ struct health_report {
     unsigned pool_starting;      /* being forked or sandboxing themselves */
     unsigned queue_depth;
     unsigned queue_max;
+    unsigned sessions;           /* alive */
+    unsigned sessions_max;
     unsigned layers;             /* enum isolation_layer bits granted by the kernel */
     int layers_known;            /* 0 until the zygote has probed */
     unsigned long long executions;

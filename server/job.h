@@ -73,6 +73,27 @@ struct exec_result {
     struct block_result *blocks;  /* one per code block when status is PX_OK: owned */
     size_t nblocks;
     enum limit_hit limit;
+    int session_ended;        /* the session this ran in is over (its interpreter stopped) */
+};
+
+/* What a session looks like from outside. Times are wall-clock milliseconds since the
+ * epoch. */
+struct session_info {
+    char id[33];                  /* 128 random bits in hex */
+    long long create_time_ms;
+    long long last_use_time_ms;
+    long long expire_time_ms;     /* when it ends if left unused */
+    unsigned long long executions;
+    unsigned long long memory_bytes;   /* private memory of its interpreter */
+    int busy;                     /* an execution is running */
+};
+
+/* The answer to a session operation: PX_OK with info, or an error with a message for the
+ * client (PX_NOT_FOUND, PX_QUEUE_FULL, PX_UNAVAILABLE, ...). Valid during the callback. */
+struct session_reply {
+    enum px_result status;
+    const char *message;
+    struct session_info info;
 };
 
 void exec_request_release(struct exec_request *req);

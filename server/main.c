@@ -111,8 +111,8 @@ static int run_zygote(const struct config *c)
         .server_pid = c->server_pid,
         .state_dir = c->state_dir,
         .uid_base = c->uid_base,
-        /* pool + running workers, and as many again being reaped after a kill */
-        .slots = 2 * (c->pool + c->workers) + 8,
+        /* pool, running and session workers, and as many again being reaped after a kill */
+        .slots = 2 * (c->pool + c->workers + c->max_sessions) + 8,
         .policy = &policy,
         .hide = hide,
         .py = {
@@ -316,6 +316,8 @@ static int run_server(const struct config *c, int argc, char **argv)
         .failed_stdout = c->failed_stdout, .zygote_argv = zargv,
         .zygote_env = zygote_environment(c->state_dir), .policy_fd = policy_fd,
         .required_layers = c->require_isolation ? ISO_ALL : 0,
+        .max_sessions = c->max_sessions, .session_idle_ms = c->session_idle_ms,
+        .session_lifetime_ms = c->session_lifetime_ms,
     };
     if (executor_start(&ec, err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
@@ -325,6 +327,7 @@ static int run_server(const struct config *c, int argc, char **argv)
         .deadline_ms = (unsigned)policy.limits.deadline_ms,
         .output_bytes = policy.limits.output_bytes, .body_bytes = LIMIT_BODY_BYTES,
         .input_file_bytes = policy.limits.input_file_bytes, .policy_name = policy.name,
+        .max_sessions = c->max_sessions,
     };
     routes_init(&ro);
     struct http_server_options ho = {
@@ -350,6 +353,22 @@ static int run_server(const struct config *c, int argc, char **argv)
     return executor_fatal() ? 1 : 0;
 }
 
+/* The zygote's command line is the server's flags, and every worker, a fork of the
+ * zygote, would show them in /proc/1/cmdline: keep copies of what the config points at,
+ * then blank the arguments, leaving only the process's name. */
+static void hide_arguments(struct config *c, int argc, char **argv)
+{
+    if (c->site_packages)
+        c->site_packages = strdup(c->site_packages);
+    if (c->state_dir)
+        c->state_dir = strdup(c->state_dir);
+    if (c->policy_path)
+        c->policy_path = strdup(c->policy_path);
+    char *end = argv[argc - 1] + strlen(argv[argc - 1]);
+    memset(argv[0], 0, (size_t)(end - argv[0]));
+    snprintf(argv[0], (size_t)(end - argv[0]) + 1, "pyexecd-zygote");
+}
+
 int main(int argc, char **argv)
 {
     struct config c;
@@ -371,7 +390,9 @@ int main(int argc, char **argv)
         policy_release(&p);
         return 0;
     }
-    if (c.zygote)
+    if (c.zygote) {
+        hide_arguments(&c, argc, argv);
         return run_zygote(&c);
+    }
     return run_server(&c, argc, argv);
 }

@@ -50,7 +50,8 @@ static void execute_done(void *ctx, struct exec_result *res)
     execute_call_free(call);
 }
 
-static void handle_execute(struct http_exchange *ex)
+/* An execute body, in a new interpreter (session NULL) or in a session's. */
+static void run_execute(struct http_exchange *ex, const char *session)
 {
     char msg[512];
     size_t len;
@@ -67,7 +68,8 @@ static void handle_execute(struct http_exchange *ex)
         free(call);
         return;
     }
-    r = executor_submit(&call->req, execute_done, call);
+    r = session ? executor_session_execute(session, &call->req, execute_done, call)
+                : executor_submit(&call->req, execute_done, call);
     if (r != PX_OK) {
         const char *why = r == PX_QUEUE_FULL
             ? "Every worker is busy and the queue is full; retry later."
@@ -75,6 +77,120 @@ static void handle_execute(struct http_exchange *ex)
         reply_error(ex, r, why, NULL);
         execute_call_free(call);
     }
+}
+
+static void handle_execute(struct http_exchange *ex)
+{
+    run_execute(ex, NULL);
+}
+
+/* session_done_fn for create and get: the session resource. */
+static void session_info_done(void *ctx, const struct session_reply *rep)
+{
+    struct http_exchange *ex = ctx;
+    if (rep->status != PX_OK) {
+        reply_error(ex, rep->status, rep->message, NULL);
+        return;
+    }
+    size_t len;
+    char *body = wire_encode_session(&rep->info, &len);
+    http_exchange_reply(ex, 200, body, len, NULL);   /* NULL body: out of memory, 500 */
+}
+
+/* session_done_fn for delete: an empty object. */
+static void session_deleted(void *ctx, const struct session_reply *rep)
+{
+    struct http_exchange *ex = ctx;
+    if (rep->status != PX_OK) {
+        reply_error(ex, rep->status, rep->message, NULL);
+        return;
+    }
+    size_t len;
+    char *body = wire_encode_empty(&len);
+    http_exchange_reply(ex, 200, body, len, NULL);
+}
+
+static void session_refused(struct http_exchange *ex, enum px_result r)
+{
+    char msg[160];
+    const char *why = NULL;
+    if (r == PX_QUEUE_FULL) {
+        snprintf(msg, sizeof(msg), "The server already holds its maximum of %u sessions; "
+                 "delete one or retry later.", options.max_sessions);
+        why = msg;
+    } else if (r == PX_SHUTTING_DOWN) {
+        why = "The server is shutting down.";
+    }
+    reply_error(ex, r, why, NULL);
+}
+
+static void handle_session_create(struct http_exchange *ex)
+{
+    char msg[256];
+    size_t len;
+    const char *body = http_exchange_body(ex, &len);
+    enum px_result r = wire_parse_empty(body, len, msg, sizeof(msg));
+    if (r != PX_OK) {
+        reply_error(ex, r, msg, NULL);
+        return;
+    }
+    r = executor_session_create(session_info_done, ex);
+    if (r != PX_OK)
+        session_refused(ex, r);
+}
+
+/* A session id as we make them: 32 lowercase hex digits. */
+static int valid_session_id(const char *s, size_t n)
+{
+    if (n != 32)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* /v1/sessions/<id> (GET, DELETE) and /v1/sessions/<id>:execute (POST). Returns 0 when
+ * the path is not one of these. */
+static int route_session(struct http_exchange *ex, const char *path, const char *method)
+{
+    static const char prefix[] = "/v1/sessions/";
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return 0;
+    const char *id = path + sizeof(prefix) - 1;
+    const char *colon = strchr(id, ':');
+    size_t idlen = colon ? (size_t)(colon - id) : strlen(id);
+    char idbuf[33];
+    if (colon && strcmp(colon, ":execute") != 0)
+        return 0;
+    if (!valid_session_id(id, idlen)) {
+        reply_error(ex, PX_NOT_FOUND, "No such session: a session name is sessions/ and "
+                    "32 hexadecimal digits.", NULL);
+        return 1;
+    }
+    memcpy(idbuf, id, idlen);
+    idbuf[idlen] = '\0';
+    enum px_result r;
+    if (colon) {
+        if (strcmp(method, "POST") != 0) {
+            reply_error(ex, PX_METHOD_NOT_ALLOWED, "Use POST to execute in a session.", "POST");
+            return 1;
+        }
+        run_execute(ex, idbuf);
+        return 1;
+    }
+    if (strcmp(method, "GET") == 0)
+        r = executor_session_get(idbuf, session_info_done, ex);
+    else if (strcmp(method, "DELETE") == 0)
+        r = executor_session_delete(idbuf, session_deleted, ex);
+    else {
+        reply_error(ex, PX_METHOD_NOT_ALLOWED, "A session allows GET and DELETE.",
+                    "GET, DELETE");
+        return 1;
+    }
+    if (r != PX_OK)
+        session_refused(ex, r);
+    return 1;
 }
 
 static void handle_health(struct http_exchange *ex)
@@ -106,6 +222,7 @@ static const struct route {
     void (*handle)(struct http_exchange *ex);
 } routes[] = {
     {"/v1/execute", "POST", "POST", handle_execute},
+    {"/v1/sessions", "POST", "POST", handle_session_create},
     {"/healthz", "GET", "GET, HEAD", handle_health},
     {"/healthz", "HEAD", "GET, HEAD", handle_health},
 };
@@ -123,6 +240,8 @@ void routes_handle(struct http_exchange *ex)
         reply_error(ex, PX_BODY_TOO_LARGE, msg, NULL);
         return;
     }
+    if (route_session(ex, path, method))
+        return;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(routes[i].path, path) != 0)
             continue;

@@ -13,6 +13,7 @@ struct routes_options {
     size_t body_bytes;
     size_t input_file_bytes;    /* decoded input files per request */
     const char *policy_name;    /* reported by /healthz (borrowed for the server's life) */
+    unsigned max_sessions;      /* for the message at the session limit */
 };
 
 void routes_init(const struct routes_options *opt);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "../common/limits.h"
 #include "../sandbox/isolation.h"
@@ -603,11 +604,13 @@ char *wire_encode_execute(const struct wire_execute *w, const struct exec_result
             add_block(out, &res->blocks[block], w->ids[i]) < 0)
             goto done;
     }
-    /* Beside the parts, never inside them: which limit cut this execution short. */
+    /* Beside the parts, never inside them: which limit cut this execution short, and
+     * whether the session it ran in is over. */
     const char *limit = limit_name(res->limit);
-    if (limit) {
+    if (limit || res->session_ended) {
         cJSON *meta = cJSON_AddObjectToObject(root, "executionMetadata");
-        if (!meta || !cJSON_AddStringToObject(meta, "limitReached", limit))
+        if (!meta || (limit && !cJSON_AddStringToObject(meta, "limitReached", limit)) ||
+            (res->session_ended && !cJSON_AddBoolToObject(meta, "sessionEnded", 1)))
             goto done;
     }
     text = cJSON_PrintUnformatted(root);
@@ -615,6 +618,67 @@ char *wire_encode_execute(const struct wire_execute *w, const struct exec_result
         *len = strlen(text);
 done:
     cJSON_Delete(root);
+    return text;
+}
+
+/* RFC 3339 UTC with milliseconds, as Google APIs write timestamps. */
+static void rfc3339(long long ms, char *buf, size_t len)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03lldZ", ms % 1000);
+}
+
+char *wire_encode_session(const struct session_info *s, size_t *len)
+{
+    char name[64], created[40], used[40], expires[40];
+    snprintf(name, sizeof(name), "sessions/%s", s->id);
+    rfc3339(s->create_time_ms, created, sizeof(created));
+    rfc3339(s->last_use_time_ms, used, sizeof(used));
+    rfc3339(s->expire_time_ms, expires, sizeof(expires));
+    cJSON *root = cJSON_CreateObject();
+    char *text = NULL;
+    if (root && cJSON_AddStringToObject(root, "name", name) &&
+        cJSON_AddStringToObject(root, "state", s->busy ? "RUNNING" : "ACTIVE") &&
+        cJSON_AddStringToObject(root, "createTime", created) &&
+        cJSON_AddStringToObject(root, "lastUseTime", used) &&
+        cJSON_AddStringToObject(root, "expireTime", expires) &&
+        cJSON_AddNumberToObject(root, "executions", (double)s->executions) &&
+        cJSON_AddNumberToObject(root, "memoryBytes", (double)s->memory_bytes))
+        text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (text && len)
+        *len = strlen(text);
+    return text;
+}
+
+enum px_result wire_parse_empty(const char *body, size_t len, char *msg, size_t msglen)
+{
+    size_t i = 0;
+    while (i < len && strchr(" \t\r\n", body[i]))
+        i++;
+    if (i == len)
+        return PX_OK;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len + 1, NULL, 1);
+    enum px_result r = PX_OK;
+    if (!root || !cJSON_IsObject(root))
+        r = errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                   "Invalid JSON payload received. Expected an empty body or {}.");
+    else if (root->child)
+        r = errorf(msg, msglen, PX_INVALID_ARGUMENT,
+                   "Invalid JSON payload received. Unknown name \"%s\": this call takes no "
+                   "fields.", root->child->string);
+    cJSON_Delete(root);
+    return r;
+}
+
+char *wire_encode_empty(size_t *len)
+{
+    char *text = strdup("{}");
+    if (text && len)
+        *len = 2;
     return text;
 }
 
@@ -675,6 +739,9 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
     cJSON *q = cJSON_AddObjectToObject(root, "queue");
     ok &= q && cJSON_AddNumberToObject(q, "depth", h->queue_depth) &&
           cJSON_AddNumberToObject(q, "max", h->queue_max);
+    cJSON *ss = cJSON_AddObjectToObject(root, "sessions");
+    ok &= ss && cJSON_AddNumberToObject(ss, "active", h->sessions) &&
+          cJSON_AddNumberToObject(ss, "max", h->sessions_max);
 
     cJSON *counters = cJSON_AddObjectToObject(root, "counters");
     ok &= counters && cJSON_AddNumberToObject(counters, "executions", (double)h->executions) &&

@@ -36,6 +36,17 @@ char *wire_encode_execute(const struct wire_execute *w, const struct exec_result
 /* {"error": {"code": N, "message": "...", "status": "..."}}. Caller frees; NULL: no memory. */
 char *wire_encode_error(int code, const char *message, const char *status, size_t *len);
 
+/* A session resource: {"name": "sessions/<id>", "state", "createTime", "lastUseTime",
+ * "expireTime", "executions", "memoryBytes"}. Caller frees; NULL when out of memory. */
+char *wire_encode_session(const struct session_info *s, size_t *len);
+
+/* The body of a call that takes no fields: empty, or an empty JSON object. body must be
+ * NUL-terminated at body[len]. Returns PX_OK or PX_INVALID_ARGUMENT with msg. */
+enum px_result wire_parse_empty(const char *body, size_t len, char *msg, size_t msglen);
+
+/* "{}" (google.protobuf.Empty). Caller frees. */
+char *wire_encode_empty(size_t *len);
+
 /* The /healthz document. Caller frees; NULL when out of memory. */
 char *wire_encode_health(const struct health_report *h, size_t *len);
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -96,4 +97,18 @@ void zygote_process_end(struct zygote_process *z, int kill_it, int *status)
         close(z->pidfd);
     z->pid = 0;
     z->ctl_fd = z->pidfd = -1;
+}
+
+void zygote_process_stop(struct zygote_process *z, int grace_ms)
+{
+    if (z->ctl_fd >= 0) {
+        close(z->ctl_fd);
+        z->ctl_fd = -1;
+    }
+    if (z->pidfd >= 0) {
+        struct pollfd pf = {.fd = z->pidfd, .events = POLLIN};
+        while (poll(&pf, 1, grace_ms) < 0 && errno == EINTR)
+            ;
+    }
+    zygote_process_end(z, 1, NULL);
 }

@@ -26,4 +26,9 @@ int zygote_process_spawn(struct zygote_process *z, char *const argv[], char *con
  * status when status is not NULL. Safe on a stopped zygote. */
 void zygote_process_end(struct zygote_process *z, int kill_it, int *status);
 
+/* Stops the zygote the polite way: closing its control socket tells it to end its workers
+ * and remove their cgroups; after grace_ms it is killed all the same. Then as
+ * zygote_process_end. */
+void zygote_process_stop(struct zygote_process *z, int grace_ms);
+
 #endif

@@ -53,14 +53,14 @@ def failed_with(*fragments):
     return check
 
 
-def killed(reason_fragment):
-    """OUTCOME_FAILED because the interpreter was stopped (seccomp kill, crash, limit)."""
+def killed(reason_fragment, limit="INTERPRETER_CRASH"):
+    """OUTCOME_FAILED because the interpreter was stopped, with `limit` reported (a
+    seccomp kill reports FORBIDDEN_SYSCALL, the OOM killer MEMORY, ...)."""
     def check(test, reply, r):
         failed = [x for x in results(reply) if x["outcome"] == "OUTCOME_FAILED"]
         test.assertTrue(failed, reply)
         test.assertIn(reason_fragment, failed[-1].get("output", ""))
-        test.assertEqual(reply.get("executionMetadata", {}).get("limitReached"),
-                         "INTERPRETER_CRASH", reply)
+        test.assertEqual(reply.get("executionMetadata", {}).get("limitReached"), limit, reply)
     return check
 
 
