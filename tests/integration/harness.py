@@ -27,10 +27,9 @@ import unittest
 BINARY = os.environ.get("PYEXECD_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "pyexecd")
 
-# Workers run as uid_base + slot; slots are 2 * (pool + workers) + 8, plus one for the
-# zygote's start-up probe.
-def _slots(pool, workers):
-    return 2 * (pool + workers) + 9
+# Workers run as uid_base + slot, with 2 * (pool + workers + sessions) + 8 slots and one
+# more for the zygote's probe; each server gets a range of UID_RANGE uids of its own.
+UID_RANGE = 1000
 
 
 def code_part(code, **extra):
@@ -79,7 +78,7 @@ class Server:
         self.workers = workers
         self.pool = pool
         self.ready_timeout = ready_timeout
-        self.uid_base = 2100000000 + random.randrange(0, 100000) * 1000
+        self.uid_base = 2100000000 + random.randrange(0, 100000) * UID_RANGE
         self.state_dir = tempfile.mkdtemp(prefix="pyexecd-test-")
         self.proc = None
         self.port = None
@@ -132,8 +131,7 @@ class Server:
 
     def stray_processes(self):
         """Workers of this server still alive (by uid)."""
-        return processes_with_uid_in(self.uid_base, self.uid_base +
-                                     _slots(self.pool, self.workers))
+        return processes_with_uid_in(self.uid_base, self.uid_base + UID_RANGE)
 
     def stop(self, check_leaks=True):
         """SIGTERM, wait, and (unless told otherwise) assert nothing of ours survives."""
