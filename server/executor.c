@@ -167,7 +167,7 @@ static int next_timeout(void)
     return next <= now ? 0 : (int)(next - now);
 }
 
-static void publish_snapshot(void)
+void ex_publish_snapshot(void)
 {
     pthread_mutex_lock(&ex.lock);
     struct health_report *h = &ex.snap;
@@ -215,7 +215,7 @@ static void shutdown_all(void)
     workers_free_dead();
     zygote_process_stop(&ex.z, ZYGOTE_STOP_GRACE_MS);
     ex.zstate = ZYGOTE_STOPPED;
-    publish_snapshot();
+    ex_publish_snapshot();
 }
 
 static void *executor_main(void *arg)
@@ -224,7 +224,7 @@ static void *executor_main(void *arg)
     zygote_start();
     for (;;) {
         struct epoll_event evs[64];
-        publish_snapshot();
+        ex_publish_snapshot();
         int n = epoll_wait(ex.epfd, evs, 64, next_timeout());
         for (int i = 0; i < n; i++) {
             struct tag *tag = evs[i].data.ptr;
@@ -284,7 +284,7 @@ int executor_start(const struct executor_config *cfg, char *err, size_t errlen)
         return -1;
     }
     ex_epoll_watch(ex.wakefd, EPOLLIN, &ex.wake_tag, EPOLL_CTL_ADD);
-    publish_snapshot();
+    ex_publish_snapshot();
     int e = pthread_create(&ex.thread, NULL, executor_main, NULL);
     if (e) {
         snprintf(err, errlen, "pthread_create: %s", strerror(e));

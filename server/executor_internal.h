@@ -143,6 +143,8 @@ extern struct executor_state ex;
 int64_t ex_now_ms(void);
 off_t ex_file_size(int fd);
 void ex_epoll_watch(int fd, uint32_t events, struct tag *tag, int op);
+/* Copies the counters /healthz shows into the shared snapshot (takes the lock). */
+void ex_publish_snapshot(void);
 
 /* executor_workers.c: the server's side of each worker */
 void worker_set_state(struct worker *w, enum worker_state s);

@@ -18,8 +18,8 @@ struct session {
     struct session *next;
     char id[33];
     struct worker *w;
-    long long created_wall_ms;
-    int64_t created, last_used;    /* monotonic ms */
+    long long created_wall_ms, last_used_wall_ms;   /* for display */
+    int64_t created, last_used;    /* monotonic ms, for the timers */
     unsigned long long executions;
     unsigned next_file;            /* the number the next input file gets */
     int busy;
@@ -103,13 +103,12 @@ static void describe(const struct session *s, struct session_info *info)
 {
     memset(info, 0, sizeof(*info));
     snprintf(info->id, sizeof(info->id), "%s", s->id);
-    long long now_wall = wall_ms();
-    int64_t now = ex_now_ms();
+    /* From the times stored when they happened: stable from one GET to the next. */
     info->create_time_ms = s->created_wall_ms;
-    info->last_use_time_ms = now_wall - (now - s->last_used);
-    int64_t idle_end = s->last_used + ex.cfg.session_idle_ms;
-    int64_t life_end = s->created + ex.cfg.session_lifetime_ms;
-    info->expire_time_ms = now_wall + ((idle_end < life_end ? idle_end : life_end) - now);
+    info->last_use_time_ms = s->last_used_wall_ms;
+    long long idle_end = s->last_used_wall_ms + ex.cfg.session_idle_ms;
+    long long life_end = s->created_wall_ms + ex.cfg.session_lifetime_ms;
+    info->expire_time_ms = idle_end < life_end ? idle_end : life_end;
     info->executions = s->executions;
     info->memory_bytes = s->w ? private_memory(s->w->pid) : 0;
     info->busy = s->busy;
@@ -119,6 +118,7 @@ static void reply(struct job *job, enum px_result r, const char *message,
                   const struct session *s)
 {
     struct session_reply rep = {.status = r, .message = message};
+    ex_publish_snapshot();   /* /healthz agrees with what the client is about to read */
     if (s)
         describe(s, &rep.info);
     job->sdone(job->ctx, &rep);
@@ -179,6 +179,7 @@ int sessions_take(struct job *job)
                          "execution.");
         }
         struct session_reply rep = {.status = PX_OK, .info = info};
+        ex_publish_snapshot();
         job->sdone(job->ctx, &rep);
         free(job);
         return 1;
@@ -195,6 +196,7 @@ int sessions_take(struct job *job)
         job->session = s;
         s->busy = 1;
         s->last_used = ex_now_ms();
+        s->last_used_wall_ms = wall_ms();
         if (worker_start_job(s->w, job) < 0) {
             s->busy = 0;
             job_fail(job, PX_NOMEM, "Out of memory while starting the execution.");
@@ -217,7 +219,7 @@ void sessions_create(struct job *job, struct worker *w)
     for (size_t i = 0; i < sizeof(raw); i++)
         snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
     s->w = w;
-    s->created_wall_ms = wall_ms();
+    s->created_wall_ms = s->last_used_wall_ms = wall_ms();
     s->created = s->last_used = ex_now_ms();
     w->session = s;
     worker_set_state(w, W_SESSION_IDLE);
@@ -239,6 +241,7 @@ void sessions_execution_done(struct session *s)
     s->busy = 0;
     s->executions++;
     s->last_used = ex_now_ms();
+    s->last_used_wall_ms = wall_ms();
 }
 
 void sessions_worker_gone(struct session *s, const char *why)
@@ -287,7 +290,12 @@ void sessions_end_all(void)
         struct session *s = ex.sessions;
         struct worker *w = s->w;
         end_session(s, "the server stopped");
-        if (w && w->state != W_DEAD)
+        if (w && w->state != W_DEAD) {
+            struct job *running = w->job;
+            w->job = NULL;
             worker_discard(w);
+            if (running)
+                job_fail(running, PX_SHUTTING_DOWN, "The server is shutting down.");
+        }
     }
 }
