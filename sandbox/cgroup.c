@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/kernel_file.h"
 #include "isolation.h"
 
 #define V1_ROOT "/sys/fs/cgroup"
@@ -25,14 +26,7 @@ static int write_text(const char *dir, const char *file, const char *text)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", dir, file);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = write(fd, text, strlen(text));
-    int e = errno;
-    close(fd);
-    errno = e;
-    return n == (ssize_t)strlen(text) ? 0 : -1;
+    return kernel_file_write(path, text);
 }
 
 static int make_dir(const char *path)

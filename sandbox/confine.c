@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../common/kernel_file.h"
 #include "cgroup.h"
 #include "isolation.h"
 #include "landlock.h"
@@ -185,18 +186,6 @@ static int set_limit(int resource, unsigned long long value)
     return setrlimit(resource, &rl);
 }
 
-static int write_file(const char *path, const char *text)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = write(fd, text, strlen(text));
-    int e = errno;
-    close(fd);
-    errno = e;
-    return n == (ssize_t)strlen(text) ? 0 : -1;
-}
-
 /* A user namespace in which root is the worker's own unprivileged uid outside, then no
  * capability at all: code that asks sees uid 0 (as in the real service), the kernel sees
  * an unprivileged user, and every mount stays locked as made. */
@@ -209,12 +198,12 @@ static int enter_user_namespace(const struct confine_config *c)
      * root: be dumpable just long enough to write the maps. */
     prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)c->uid);
-    int rc = write_file("/proc/self/setgroups", "deny");
+    int rc = kernel_file_write("/proc/self/setgroups", "deny");
     if (rc == 0)
-        rc = write_file("/proc/self/uid_map", map);
+        rc = kernel_file_write("/proc/self/uid_map", map);
     snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)c->gid);
     if (rc == 0)
-        rc = write_file("/proc/self/gid_map", map);
+        rc = kernel_file_write("/proc/self/gid_map", map);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (rc < 0)
         return -1;

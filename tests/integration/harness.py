@@ -73,8 +73,13 @@ def pid_alive(pid):
 
 
 class Server:
-    def __init__(self, *flags, workers=2, pool=2, ready_timeout=180):
+    def __init__(self, *flags, workers=2, pool=2, ready_timeout=180, env=None, wrapper=()):
+        """flags: extra command-line flags. env: variables added to the server's
+        environment (a secret the sandbox must not see, say). wrapper: a command the
+        server runs under (unshare ..., say)."""
         self.flags = list(flags)
+        self.extra_env = dict(env or {})
+        self.wrapper = list(wrapper)
         self.workers = workers
         self.pool = pool
         self.ready_timeout = ready_timeout
@@ -88,11 +93,13 @@ class Server:
     # --- life cycle ------------------------------------------------------------------
 
     def start(self):
-        args = [BINARY, "--listen", "127.0.0.1:0", "--state-dir", self.state_dir,
-                "--worker-uid-base", str(self.uid_base), "--workers", str(self.workers),
-                "--pool", str(self.pool)] + self.flags
+        args = self.wrapper + [
+            BINARY, "--listen", "127.0.0.1:0", "--state-dir", self.state_dir,
+            "--worker-uid-base", str(self.uid_base), "--workers", str(self.workers),
+            "--pool", str(self.pool)] + self.flags
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, errors="replace")
+                                     text=True, errors="replace",
+                                     env=dict(os.environ, **self.extra_env))
         port_seen = threading.Event()
 
         def drain():
@@ -105,7 +112,8 @@ class Server:
                     port_seen.set()
             port_seen.set()
 
-        threading.Thread(target=drain, daemon=True).start()
+        self.drainer = threading.Thread(target=drain, daemon=True)
+        self.drainer.start()
         if not port_seen.wait(30) or self.port is None:
             self.kill()
             raise RuntimeError("pyexecd did not start:\n" + self.log_text())

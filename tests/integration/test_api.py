@@ -7,7 +7,7 @@ import json
 import socket
 import unittest
 
-from harness import ServerTestCase, Server, code_part, results
+from harness import ServerTestCase, code_part, results
 from limits import LIMITS
 
 

@@ -167,20 +167,13 @@ class AttackBase(AttackTestCase):
 
     @classmethod
     def make_server(cls):
-        return Server(*cls.SERVER_FLAGS, workers=cls.WORKERS, pool=cls.POOL)
+        return Server(*cls.SERVER_FLAGS, workers=cls.WORKERS, pool=cls.POOL,
+                      env={SECRET_NAME: cls.secret})
 
     @classmethod
     def setUpClass(cls):
         cls.secret = "s3cr3t-" + secrets.token_hex(16)
-        saved = os.environ.get(SECRET_NAME)
-        os.environ[SECRET_NAME] = cls.secret
-        try:
-            cls.server = cls.make_server().start()
-        finally:
-            if saved is None:
-                del os.environ[SECRET_NAME]
-            else:
-                os.environ[SECRET_NAME] = saved
+        cls.server = cls.make_server().start()
         with open(f"/proc/{cls.server.proc.pid}/environ", "rb") as f:
             assert cls.secret.encode() in f.read(), "precondition: the server has the secret"
         status, health = cls.server.health()

@@ -7,7 +7,6 @@ when /healthz reports the layer as not available on this kernel. Network tests o
 use loopback addresses.
 """
 
-import errno
 import os
 import secrets
 import socket
@@ -33,15 +32,7 @@ class IsolationBaselineTest(unittest.TestCase):
     def setUpClass(cls):
         # The server (and so the zygote, were it not scrubbed) inherits this variable.
         cls.secret = "s3cr3t-" + secrets.token_hex(16)
-        saved = os.environ.get(SECRET_NAME)
-        os.environ[SECRET_NAME] = cls.secret
-        try:
-            cls.server = Server(workers=2, pool=2).start()
-        finally:
-            if saved is None:
-                del os.environ[SECRET_NAME]
-            else:
-                os.environ[SECRET_NAME] = saved
+        cls.server = Server(workers=2, pool=2, env={SECRET_NAME: cls.secret}).start()
         status, health = cls.server.health()
         assert status == 200, health
         cls.isolation = health["isolation"]

@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import ServerTestCase, Server, code_part, pid_alive, results  # noqa: E402
+from harness import ServerTestCase, code_part, pid_alive, results  # noqa: E402
 
 
 class Call(threading.Thread):

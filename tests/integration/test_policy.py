@@ -408,35 +408,10 @@ def unshare_refusal():
     return None
 
 
-class NamespacedServer(Server):
+def NamespacedServer(**kw):
     """A Server started inside a fresh user (and mount) namespace: root there, with no
     real privilege, so the cgroup writes and the worker uid changes it tries may fail."""
-
-    def start(self):
-        args = UNSHARE + [BINARY, "--listen", "127.0.0.1:0", "--state-dir", self.state_dir,
-                          "--worker-uid-base", str(self.uid_base), "--workers",
-                          str(self.workers), "--pool", str(self.pool)] + self.flags
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, errors="replace")
-        port_seen = threading.Event()
-
-        def drain():
-            for line in self.proc.stderr:
-                with self._log_lock:
-                    self.log.append(line.rstrip("\n"))
-                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-                if m:
-                    self.port = int(m.group(1))
-                    port_seen.set()
-            port_seen.set()
-
-        self.drainer = threading.Thread(target=drain, daemon=True)
-        self.drainer.start()
-        if not port_seen.wait(30) or self.port is None:
-            self.kill()
-            raise RuntimeError("pyexecd did not start:\n" + self.log_text())
-        self.wait_ready()
-        return self
+    return Server(wrapper=UNSHARE, **kw)
 
 
 class DegradedKernelTest(unittest.TestCase):

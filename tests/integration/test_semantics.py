@@ -17,7 +17,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import ServerTestCase, Server, code_part, images, results  # noqa: E402
+from harness import ServerTestCase, code_part, images, results  # noqa: E402
 
 RUNNER_FRAME = (
     '  File "/usr/bin/entry/named_interpreters/python/interpreter", line 98, in _run_python\n'
