@@ -26,7 +26,10 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure $(if $(TESTS),-R $(TESTS),)
 
+# Load test and peers (cold process, Jupyter kernel, --pool 0): bench/README.md. Under ten
+# minutes; ARGS=--quick for a smoke run.
 bench: build
+	./bench/setup_bench.sh
 	python3 bench/bench.py $(ARGS)
 
 clean:

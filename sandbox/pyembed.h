@@ -23,8 +23,8 @@ int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen);
 const char *pyembed_info_json(void);
 
 /* In a freshly forked worker, before anything else touches Python: reinitialises
- * CPython's post-fork state (random's reseed among it), reseeds numpy, installs the
- * capturing stdout/stderr on fds 1 and 2. */
+ * CPython's post-fork state (random's reseed among it) and reseeds numpy. The capturing
+ * stdout/stderr, made in the zygote, write to whatever fds 1 and 2 are. */
 void pyembed_after_fork_child(void);
 
 /* Runs the code blocks (UTF-8, not NUL-terminated) in order in one namespace. Each
