@@ -188,6 +188,23 @@ int ipc_send_all(int fd, const void *data, size_t len, const int *fds, int nfds)
     return 0;
 }
 
+int ipc_send_frame(int fd, uint32_t type, const void *payload, size_t len, const int *fds,
+                   int nfds)
+{
+    struct ipc_buf b;
+    ipc_buf_init(&b);
+    size_t start = ipc_frame_begin(&b, type);
+    ipc_put_raw(&b, payload, len);
+    ipc_frame_end(&b, start);
+    int rc = -1;
+    if (b.failed)
+        errno = ENOMEM;
+    else
+        rc = ipc_send_all(fd, b.data, b.len, fds, nfds);
+    ipc_buf_release(&b);
+    return rc;
+}
+
 static int read_exact(int fd, void *buf, size_t n)
 {
     unsigned char *p = buf;
@@ -277,6 +294,11 @@ ssize_t ipc_recv_msg(int fd, void *buf, size_t cap, int *fds, int *nfds)
     return n;
 }
 
+/* A reader starts with room for a typical report and grows by doubling, reading at
+ * least READER_MIN_ROOM bytes at a time. */
+#define READER_FIRST_BYTES (128u * 1024)
+#define READER_MIN_ROOM (64u * 1024)
+
 void ipc_reader_init(struct ipc_reader *r, uint32_t max_frame)
 {
     memset(r, 0, sizeof(*r));
@@ -291,13 +313,13 @@ void ipc_reader_release(struct ipc_reader *r)
 
 ssize_t ipc_reader_fill(struct ipc_reader *r, int fd)
 {
-    /* Compact, then make room for at least 64 KiB more. */
+    /* Compact, then make room for at least READER_MIN_ROOM more bytes. */
     if (r->start > 0) {
         memmove(r->buf, r->buf + r->start, r->len);
         r->start = 0;
     }
-    if (r->cap - r->len < 65536) {
-        size_t cap = r->cap ? r->cap * 2 : 131072;
+    if (r->cap - r->len < READER_MIN_ROOM) {
+        size_t cap = r->cap ? r->cap * 2 : READER_FIRST_BYTES;
         unsigned char *b = realloc(r->buf, cap);
         if (!b) {
             errno = ENOMEM;
@@ -313,6 +335,18 @@ ssize_t ipc_reader_fill(struct ipc_reader *r, int fd)
     if (n > 0)
         r->len += (size_t)n;
     return n;
+}
+
+/* Buffers up to this size are kept between frames; larger ones are freed when empty. */
+#define READER_KEEP_BYTES (256u * 1024)
+
+void ipc_reader_shrink(struct ipc_reader *r)
+{
+    if (r->len == 0 && r->cap > READER_KEEP_BYTES) {
+        free(r->buf);
+        r->buf = NULL;
+        r->start = r->cap = 0;
+    }
 }
 
 int ipc_reader_next(struct ipc_reader *r, uint32_t *type, const unsigned char **payload,

@@ -26,7 +26,7 @@ enum ipc_type {
     /* worker -> server */
     IPC_W_READY = 20,         /* u32 isolation layers (enum isolation_layer bits) */
     IPC_W_SETUP_FAILED = 21,  /* bytes reason */
-    IPC_W_BLOCK_DONE = 22,    /* see struct block_report (sandbox/worker.h) */
+    IPC_W_BLOCK_DONE = 22,    /* layout in sandbox/block_report.h */
     IPC_W_JOB_DONE = 23,      /* no payload: every block ran */
     /* server -> worker */
     IPC_W_JOB = 30,           /* u32 nfiles, {bytes name, bytes data}*, u32 nblocks, {bytes code}* */
@@ -79,6 +79,11 @@ const unsigned char *ipc_get_bytes(struct ipc_cursor *c, size_t *len);
  * the first sendmsg. Returns 0, or -1 with errno set. */
 int ipc_send_all(int fd, const void *data, size_t len, const int *fds, int nfds);
 
+/* Sends one frame (header, then len bytes of payload) with fds attached, in one record on
+ * a SOCK_SEQPACKET socket. Blocking. Returns 0, or -1 with errno. */
+int ipc_send_frame(int fd, uint32_t type, const void *payload, size_t len, const int *fds,
+                   int nfds);
+
 /* Reads exactly one frame from a blocking stream socket. On success returns 0 with
  * *payload malloc'd (caller frees; NULL when len is 0). Returns -1 on EOF (errno 0),
  * error, or a frame longer than max (errno EMSGSIZE). */
@@ -86,7 +91,8 @@ int ipc_recv_frame(int fd, uint32_t *type, unsigned char **payload, uint32_t *le
                    uint32_t max);
 
 /* Receives one SOCK_SEQPACKET message into buf with up to IPC_MAX_FDS descriptors
- * (close-on-exec). Returns the message length, 0 on EOF, -1 on error. *nfds is set. */
+ * (close-on-exec; they become the caller's to close). Returns the message length, 0 on
+ * EOF, -1 on error. *nfds is set. */
 ssize_t ipc_recv_msg(int fd, void *buf, size_t cap, int *fds, int *nfds);
 
 /* Incremental frame reader for non-blocking stream sockets (the server side). */
@@ -105,5 +111,9 @@ ssize_t ipc_reader_fill(struct ipc_reader *r, int fd);
  * no complete frame is buffered; -1 when the next frame exceeds max_frame. */
 int ipc_reader_next(struct ipc_reader *r, uint32_t *type, const unsigned char **payload,
                     uint32_t *len);
+
+/* Gives back a large buffer once nothing is buffered: one big frame (a block's images)
+ * must not keep its memory for the rest of a long-lived worker's life. */
+void ipc_reader_shrink(struct ipc_reader *r);
 
 #endif

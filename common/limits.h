@@ -9,6 +9,16 @@
  * third, and JSON a little more. */
 #define LIMIT_BODY_BYTES            (28u * 1024 * 1024)
 
+/* Request bodies held in memory by all connections together: past it a request is
+ * refused with 503 before its body is read. Eighteen bodies at the limit, far more than
+ * the executions and queue can take at once. */
+#define LIMIT_BODIES_IN_FLIGHT      (512u * 1024 * 1024)
+
+/* JSON values in a request body, counted before parsing: a request of LIMIT_PARTS parts
+ * has a few hundred, and cJSON spends about 60 bytes on each, so a 28 MiB body of tiny
+ * values cannot make the parser allocate a gigabyte. */
+#define LIMIT_JSON_VALUES           4096
+
 /* Decoded bytes of all input files of one request: Gemini's 20 MB inline-data limit. */
 #define LIMIT_INPUT_FILE_BYTES      (20u * 1024 * 1024)
 
@@ -43,6 +53,11 @@
 #define LIMIT_IMAGES_PER_BLOCK      16
 #define LIMIT_IMAGE_BYTES           (8u * 1024 * 1024)
 
+/* Image bytes returned per request, all blocks together: the server holds a reply's
+ * images about four times over while encoding it (bytes, base64, JSON, the reply), so
+ * this bounds one request to about 130 MiB of server memory for them. */
+#define LIMIT_IMAGE_BYTES_PER_REQUEST (32u * 1024 * 1024)
+
 /* Address space a worker may add on top of the zygote's mappings (default). The zygote
  * maps about 0.75 GiB; 2 GiB of headroom is plenty for pandas work on modest data. */
 #define LIMIT_WORKER_AS_HEADROOM    (2ull * 1024 * 1024 * 1024)
@@ -64,9 +79,17 @@
 /* Queue of requests waiting for a worker (default). Past it: 429 RESOURCE_EXHAUSTED. */
 #define LIMIT_QUEUE                 64
 
+/* The longest a request waits in the queue for a worker (default): past it, 503 rather than a
+ * connection that hangs (a busy server's queue moves in seconds; a zygote that cannot
+ * fork or workers that cannot start would stall it for ever). */
+#define LIMIT_QUEUE_WAIT_MS         (10u * 60 * 1000)
+
 /* Workers pre-forked and sandboxed ahead of demand (default). Two keep fork cost off the
  * latency path of a client sending back-to-back requests. */
 #define LIMIT_POOL                  2
+
+/* Largest policy file: the default is 6 KiB; this leaves room for any real one. */
+#define LIMIT_POLICY_BYTES          (1u << 20)
 
 /* Sessions alive at once (default): each holds a worker process (a few MiB of private
  * memory) and a uid slot; past it, 429. */

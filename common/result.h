@@ -8,7 +8,7 @@ enum px_result {
     PX_OK = 0,
     PX_INVALID_ARGUMENT = 1,    /* the request is malformed or asks for something unsupported */
     PX_BODY_TOO_LARGE = 2,      /* the request body is over LIMIT_BODY_BYTES */
-    PX_NOT_FOUND = 3,           /* no such path (or, later, session) */
+    PX_NOT_FOUND = 3,           /* no such path or session */
     PX_METHOD_NOT_ALLOWED = 4,  /* the path exists, the method does not */
     PX_QUEUE_FULL = 5,          /* every worker busy and the queue full */
     PX_UNAVAILABLE = 6,         /* the zygote is down or restarting */

@@ -25,7 +25,10 @@ static unsigned nslots;
 static int write_text(const char *dir, const char *file, const char *text)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     return kernel_file_write(path, text);
 }
 
@@ -134,21 +137,6 @@ int cgroup_join(unsigned slot)
             return -1;
     }
     return 0;
-}
-
-unsigned long long cgroup_peak_memory(unsigned slot)
-{
-    char path[PATH_MAX], buf[32] = {0};
-    if (!(available & ISO_CGROUP_MEMORY))
-        return 0;
-    snprintf(path, sizeof(path), "%s/%u/%s", memory_base, slot,
-             v2 ? "memory.peak" : "memory.max_usage_in_bytes");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    return n > 0 ? strtoull(buf, NULL, 10) : 0;
 }
 
 unsigned long long cgroup_oom_kills(unsigned slot)

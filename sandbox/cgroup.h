@@ -22,9 +22,6 @@ unsigned cgroup_setup(unsigned instance, unsigned slots, unsigned long long memo
  * (the caller then reports the layers as missing). */
 int cgroup_join(unsigned slot);
 
-/* Memory the slot's group has used at its peak, in bytes; 0 when unknown. */
-unsigned long long cgroup_peak_memory(unsigned slot);
-
 /* How many times the OOM killer has killed in the slot's memory group; 0 when unknown. */
 unsigned long long cgroup_oom_kills(unsigned slot);
 

@@ -362,22 +362,46 @@ static unsigned later_line(const struct parser *ps, const char *a, const char *b
     return line ? line : last;
 }
 
-/* Limits that are each possible but not together. */
-static int cross_check(struct parser *ps)
+/* The two limits that conflict, as names, with why in buf; NULL when all fit. */
+static const char *limits_conflict(const struct policy_limits *l, char *buf, size_t len,
+                                   const char **second)
 {
-    const struct policy_limits *l = &ps->p->limits;
-    unsigned last = ps->line;
     if (l->output_bytes > l->file_size_mib << 20) {
-        ps->line = later_line(ps, "output_bytes", "file_size_mib", last);
-        return perr(ps, "output_bytes (%llu) is larger than file_size_mib allows: the capture "
-                        "file could never hold it", l->output_bytes);
+        snprintf(buf, len, "output_bytes (%llu) is larger than file_size_mib allows: the "
+                 "capture file could never hold it", l->output_bytes);
+        *second = "file_size_mib";
+        return "output_bytes";
     }
     if (l->input_file_bytes > l->workdir_mib << 20) {
-        ps->line = later_line(ps, "input_file_bytes", "workdir_mib", last);
-        return perr(ps, "input_file_bytes (%llu) does not fit in workdir_mib (%llu MiB)",
-                    l->input_file_bytes, l->workdir_mib);
+        snprintf(buf, len, "input_file_bytes (%llu) does not fit in workdir_mib (%llu MiB)",
+                 l->input_file_bytes, l->workdir_mib);
+        *second = "workdir_mib";
+        return "input_file_bytes";
     }
-    return 0;
+    return NULL;
+}
+
+/* Limits that are each possible but not together: reported at the later of the two
+ * lines that set them. */
+static int cross_check(struct parser *ps)
+{
+    char why[200];
+    const char *second;
+    const char *first = limits_conflict(&ps->p->limits, why, sizeof(why), &second);
+    if (!first)
+        return 0;
+    ps->line = later_line(ps, first, second, ps->line);
+    return perr(ps, "%s", why);
+}
+
+int policy_check_limits(const struct policy *p, char *err, size_t errlen)
+{
+    char why[200];
+    const char *second;
+    if (!limits_conflict(&p->limits, why, sizeof(why), &second))
+        return 0;
+    snprintf(err, errlen, "%s (with the command-line flags): %s", p->name, why);
+    return -1;
 }
 
 int policy_parse(struct policy *p, const char *name, const char *text, size_t len,
@@ -437,26 +461,38 @@ fail:
     return -1;
 }
 
+char *policy_read_fd(int fd, const char *name, size_t *len, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > LIMIT_POLICY_BYTES) {
+        snprintf(err, errlen, "%s: not a regular file of at most %u bytes", name,
+                 LIMIT_POLICY_BYTES);
+        return NULL;
+    }
+    char *text = malloc((size_t)st.st_size + 1);
+    if (!text || pread(fd, text, (size_t)st.st_size, 0) != st.st_size) {
+        snprintf(err, errlen, "%s: cannot read it", name);
+        free(text);
+        return NULL;
+    }
+    text[st.st_size] = '\0';
+    *len = (size_t)st.st_size;
+    return text;
+}
+
 int policy_load(struct policy *p, const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
-        snprintf(err, errlen, "%s: %s", path,
-                 fd < 0 ? strerror(errno) : "not a regular file of at most 1 MiB");
-        if (fd >= 0)
-            close(fd);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    char *text = malloc((size_t)st.st_size + 1);
-    ssize_t got = text ? read(fd, text, (size_t)st.st_size) : -1;
+    size_t len;
+    char *text = policy_read_fd(fd, path, &len, err, errlen);
     close(fd);
-    if (got != st.st_size) {
-        snprintf(err, errlen, "%s: cannot read", path);
-        free(text);
+    if (!text)
         return -1;
-    }
-    int rc = policy_parse(p, path, text, (size_t)got, err, errlen);
+    int rc = policy_parse(p, path, text, len, err, errlen);
     free(text);
     return rc;
 }

@@ -77,6 +77,15 @@ int policy_parse(struct policy *p, const char *name, const char *text, size_t le
  * reported as "path: reason". */
 int policy_load(struct policy *p, const char *path, char *err, size_t errlen);
 
+/* Reads a whole policy from fd (a regular file or memfd of at most LIMIT_POLICY_BYTES),
+ * named `name` in messages. Returns the text (malloc'd, NUL-terminated; caller frees) and
+ * its length, or NULL with "name: reason" in err. The fd stays open. */
+char *policy_read_fd(int fd, const char *name, size_t *len, char *err, size_t errlen);
+
+/* Checks the limits that are each possible but not together, once flags have changed
+ * some. Returns 0, or -1 with "name: what conflicts" in err. */
+int policy_check_limits(const struct policy *p, char *err, size_t errlen);
+
 void policy_release(struct policy *p);
 
 /* The built-in default policy: the text of policies/default.policy, compiled in, and

@@ -10,6 +10,7 @@
 
 #include "../common/ipc.h"
 #include "block_report.h"
+#include "worker.h"
 #include "runner_py.h" /* generated from runner.py: runner_py_source[] */
 
 /* Modules imported and warmed in the zygote: the user's fifteen libraries and the
@@ -130,9 +131,28 @@ static struct PyModuleDef pyexecd_module = {
     NULL, NULL, NULL, NULL,
 };
 
+/* The module, with the report flags the runner sets (sandbox/block_report.h), so the
+ * Python side names them instead of repeating their values. */
 static PyObject *init_pyexecd_module(void)
 {
-    return PyModule_Create(&pyexecd_module);
+    static const struct {
+        const char *name;
+        long value;
+    } flags[] = {
+        {"LIMIT_MEMORY", BLOCK_FLAG_LIMIT_MEMORY}, {"LIMIT_DISK", BLOCK_FLAG_LIMIT_DISK},
+        {"LIMIT_FILE_SIZE", BLOCK_FLAG_LIMIT_FILE_SIZE},
+        {"LIMIT_THREADS", BLOCK_FLAG_LIMIT_THREADS},
+        {"LIMIT_OPEN_FILES", BLOCK_FLAG_LIMIT_OPEN_FILES},
+        {"STDOUT_FULL", BLOCK_FLAG_STDOUT_FULL}, {"STDERR_FULL", BLOCK_FLAG_STDERR_FULL},
+    };
+    PyObject *m = PyModule_Create(&pyexecd_module);
+    for (size_t i = 0; m && i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (PyModule_AddIntConstant(m, flags[i].name, flags[i].value) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    return m;
 }
 
 /* Calls runner.<name>(*args); returns a new reference or NULL with the error logged. */
@@ -279,7 +299,7 @@ void pyembed_after_fork_child(void)
     PyOS_AfterFork_Child();
     PyObject *res = call_runner("after_fork", NULL);
     if (!res)
-        _exit(70);
+        _exit(WORKER_EXIT_SETUP);
     Py_DECREF(res);
 }
 

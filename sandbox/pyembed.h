@@ -33,6 +33,6 @@ void pyembed_after_fork_child(void);
  * descriptors of the same files as fds 1 and 2, which the code may close or redirect).
  * Returns 0, or -1 if the runner itself failed (reported on stderr). */
 int pyembed_run_job(int sock, int out_copy, int err_copy, const char *const *codes,
-                    const size_t *lens, size_t n);
+                    const size_t *lens, size_t n);   /* codes and lens are borrowed */
 
 #endif

@@ -98,6 +98,7 @@ class _CappedFd(io.RawIOBase):
     def begin_block(self):
         self.used = 0
         self.truncated = False
+        self.full = False     # the server empties a session's capture files between calls
 
     def writable(self):
         return True
@@ -403,8 +404,11 @@ def _add_hints(te, exc):
 
 
 # Which sandbox limit an uncaught exception comes from: flags of sandbox/block_report.h.
-_LIMIT_MEMORY, _LIMIT_DISK, _LIMIT_FILE_SIZE, _LIMIT_THREADS, _LIMIT_OPEN_FILES = (
-    0x8, 0x10, 0x20, 0x40, 0x80)
+_LIMIT_MEMORY = _pyexecd.LIMIT_MEMORY
+_LIMIT_DISK = _pyexecd.LIMIT_DISK
+_LIMIT_FILE_SIZE = _pyexecd.LIMIT_FILE_SIZE
+_LIMIT_THREADS = _pyexecd.LIMIT_THREADS
+_LIMIT_OPEN_FILES = _pyexecd.LIMIT_OPEN_FILES
 
 
 def _limit_of(exc):
@@ -594,9 +598,9 @@ def run_job(codes):
         _collect_image_files(workdir, before)
         _flush_streams()
         if _stdout_raw.full:
-            limit |= 0x100   # BLOCK_FLAG_STDOUT_FULL
+            limit |= _pyexecd.STDOUT_FULL
         if _stderr_raw.full:
-            limit |= 0x200   # BLOCK_FLAG_STDERR_FULL
+            limit |= _pyexecd.STDERR_FULL
         _pyexecd.block_done(index, status, error, _stdout_raw.truncated,
                             _stderr_raw.truncated, _images_dropped, _block_images, limit)
         _block_images = []

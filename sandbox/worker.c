@@ -17,16 +17,10 @@
 
 static int sock_fd = -1;   /* the socket to the server */
 
+/* Tells the server something; if it is gone, there is nobody to tell. */
 static void send_frame(uint32_t type, const void *payload, size_t len)
 {
-    struct ipc_buf b;
-    ipc_buf_init(&b);
-    size_t start = ipc_frame_begin(&b, type);
-    ipc_put_raw(&b, payload, len);
-    ipc_frame_end(&b, start);
-    if (!b.failed)
-        (void)ipc_send_all(sock_fd, b.data, b.len, NULL, 0);
-    ipc_buf_release(&b);
+    (void)ipc_send_frame(sock_fd, type, payload, len, NULL, 0);
 }
 
 /* Puts the capture files on 1 and 2, /dev/null on 0, and closes the zygote's own

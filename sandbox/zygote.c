@@ -38,17 +38,14 @@ static int own_pidfd = -1;     /* readable once we have exited: a new worker's c
 
 #define LOG(...) fprintf(stderr, "pyexecd-zygote: " __VA_ARGS__)
 
-static int send_frame(uint32_t type, struct ipc_buf *payload, const int *fds, int nfds)
+/* Sends a frame to the server whose payload was built in `payload`. */
+static int send_frame(uint32_t type, const struct ipc_buf *payload, const int *fds, int nfds)
 {
-    struct ipc_buf b;
-    ipc_buf_init(&b);
-    size_t start = ipc_frame_begin(&b, type);
-    if (payload)
-        ipc_put_raw(&b, payload->data, payload->len);
-    ipc_frame_end(&b, start);
-    int rc = b.failed ? -1 : ipc_send_all(opt->ctl_fd, b.data, b.len, fds, nfds);
-    ipc_buf_release(&b);
-    return rc;
+    if (payload->failed) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return ipc_send_frame(opt->ctl_fd, type, payload->data, payload->len, fds, nfds);
 }
 
 static void fallback_dir(unsigned slot, char *buf, size_t len)
@@ -119,13 +116,19 @@ static long probe_once(unsigned want, unsigned *retry_without)
         LOG("cannot create %s: %s\n", dir, strerror(errno));
         return -1;
     }
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        workdir_remove(dir);
         return -1;
+    }
     layers = want;
     int new_ns;
     pid_t pid = fork_worker(want & ISO_PID_NS, &new_ns);
-    if (pid < 0)
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        workdir_remove(dir);
         return -1;
+    }
     if (pid == 0) {
         char err[256];
         struct confine_config c = confine_for(slot, dir, sizeof(dir));
@@ -266,10 +269,6 @@ out:
         close(pidfd);
 }
 
-/* Reaps every exited child and tells the server how each ended. */
-/* Reaps every exited child and tells the server how each ended: its wait status, the
- * CPU time it used and whether the OOM killer struck (a SIGKILL alone cannot say which
- * limit it was: pid 1 of a namespace never sees the SIGXCPU that precedes it). */
 /* The CPU-time limit (seconds) an exited, not yet reaped child ran under, as it may have
  * lowered it itself; 0 when unlimited or unknown. */
 static unsigned cpu_limit_of(pid_t pid)
@@ -287,6 +286,9 @@ static unsigned cpu_limit_of(pid_t pid)
     return soft > UINT32_MAX ? 0 : (unsigned)soft;
 }
 
+/* Reaps every exited child and tells the server how each ended: its wait status, the
+ * CPU time it used and whether the OOM killer struck (a SIGKILL alone cannot say which
+ * limit it was: pid 1 of a namespace never sees the SIGXCPU that precedes it). */
 static void reap(void)
 {
     int status;

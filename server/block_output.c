@@ -92,34 +92,41 @@ notice:
     }
 }
 
-/* Appends already-UTF-8 text from the worker, repaired if it is not. Past `cap` bytes
- * the middle is cut, keeping the head (str(exc)) and the tail (where the traceback ends
- * with the exception's name). */
+/* Appends text from the worker (UTF-8, repaired if it is not). Past `cap` bytes the middle
+ * is cut, keeping the head (str(exc)) and the tail (where the traceback ends with the
+ * exception's name); the cut comes first, so a forged, enormous text is never copied
+ * whole. */
 static void append_utf8(struct text *t, const char *s, size_t n, size_t cap, int *truncated)
 {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t head = n, tail_from = n;
+    if (n > cap) {
+        head = utf8_cut(u, cap / 2);
+        tail_from = n - cap / 2;
+        while (tail_from < n && (u[tail_from] & 0xC0) == 0x80)
+            tail_from++;   /* start the tail on a character boundary */
+    }
     char *clean;
     size_t clean_len;
-    if (utf8_sanitize((const unsigned char *)s, n, &clean, &clean_len) < 0) {
+    if (utf8_sanitize(u, head, &clean, &clean_len) < 0) {
         t->failed = 1;
         return;
     }
-    if (clean_len <= cap) {
-        text_append(t, clean, clean_len);
-    } else {
-        const unsigned char *u = (const unsigned char *)clean;
-        size_t head = utf8_cut(u, cap / 2);
-        size_t tail_from = clean_len - cap / 2;
-        while (tail_from < clean_len && (u[tail_from] & 0xC0) == 0x80)
-            tail_from++;   /* start the tail on a character boundary */
+    text_append(t, clean, clean_len);
+    free(clean);
+    if (tail_from < n || head < n) {
         char note[96];
         int k = snprintf(note, sizeof(note), "\n[output truncated: %zu bytes cut]\n",
                          tail_from - head);
-        text_append(t, clean, head);
         text_append(t, note, (size_t)k);
-        text_append(t, clean + tail_from, clean_len - tail_from);
+        if (utf8_sanitize(u + tail_from, n - tail_from, &clean, &clean_len) < 0) {
+            t->failed = 1;
+            return;
+        }
+        text_append(t, clean, clean_len);
+        free(clean);
         *truncated = 1;
     }
-    free(clean);
 }
 
 /* Moves the text into an entry; an empty text means an absent output field. */
@@ -143,6 +150,9 @@ int block_output_build(struct block_result *out, const struct block_output_input
                        int *truncated)
 {
     struct text t = {0};
+    /* A block rebuilt after a failure half-way replaces what was there. */
+    for (size_t i = 0; i < out->nentries; i++)
+        free(out->entries[i].output);
     out->nentries = 0;
 
     switch (in->end) {

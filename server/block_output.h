@@ -43,9 +43,9 @@ struct block_output_input {
     enum failed_stdout failed_stdout;
 };
 
-/* Fills out->entries (images untouched). Returns 0, or -1 when out of memory (out is
- * then left with what was filled, to be freed normally). *truncated is set when some
- * output was cut. */
+/* Fills out->entries, freeing any it held (images untouched). Returns 0, or -1 when out
+ * of memory (out is then left with what was filled, to be freed normally). *truncated
+ * is set when some output was cut. */
 int block_output_build(struct block_result *out, const struct block_output_input *in,
                        int *truncated);
 

@@ -26,7 +26,7 @@
 
 enum {
     OPT_LISTEN = 256, OPT_WORKERS, OPT_POOL, OPT_QUEUE, OPT_HTTP_THREADS, OPT_DEADLINE,
-    OPT_MAX_SESSIONS, OPT_SESSION_IDLE, OPT_SESSION_LIFETIME,
+    OPT_MAX_SESSIONS, OPT_SESSION_IDLE, OPT_SESSION_LIFETIME, OPT_QUEUE_WAIT,
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
     OPT_SERVER_PID, OPT_HELP, OPT_VERSION,
@@ -37,6 +37,7 @@ static const struct option long_options[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"pool", required_argument, NULL, OPT_POOL},
     {"queue", required_argument, NULL, OPT_QUEUE},
+    {"queue-wait-ms", required_argument, NULL, OPT_QUEUE_WAIT},
     {"http-threads", required_argument, NULL, OPT_HTTP_THREADS},
     {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
     {"session-idle-ms", required_argument, NULL, OPT_SESSION_IDLE},
@@ -71,6 +72,7 @@ static void usage(FILE *f)
 "  --pool N                  workers forked and sandboxed ahead of demand (default %d;\n"
 "                            0 forks on demand)\n"
 "  --queue N                 requests that may wait for a worker; past it: 429 (default %d)\n"
+"  --queue-wait-ms MS        the longest a request waits for a worker; then 503 (default %u)\n"
 "  --http-threads N          HTTP threads (default: one per core)\n"
 "  --max-sessions N          sessions alive at once; past it: 429 (default %d)\n"
 "  --session-idle-ms MS      a session unused this long ends (default %u)\n"
@@ -96,7 +98,7 @@ static void usage(FILE *f)
 "                            (default " DEFAULT_RUNNER_FRAME "); 'none' omits it\n"
 "  --help                    this text\n"
 "  --version                 the version\n",
-            LIMIT_POOL, LIMIT_QUEUE, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
+            LIMIT_POOL, LIMIT_QUEUE, LIMIT_QUEUE_WAIT_MS, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
             LIMIT_SESSION_LIFETIME_MS, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
             LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE);
 }
@@ -159,6 +161,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     c->max_sessions = LIMIT_SESSIONS;
     c->session_idle_ms = LIMIT_SESSION_IDLE_MS;
     c->session_lifetime_ms = LIMIT_SESSION_LIFETIME_MS;
+    c->queue_wait_ms = LIMIT_QUEUE_WAIT_MS;
     c->site_packages = PYEXECD_SITE_PACKAGES;
     snprintf(state_default, sizeof(state_default), "/tmp/pyexecd-%u", (unsigned)geteuid());
     c->state_dir = state_default;
@@ -199,6 +202,11 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
             if (parse_uint(a, 1, 256, &v) < 0)
                 goto bad;
             c->http_threads = (unsigned)v;
+            break;
+        case OPT_QUEUE_WAIT:
+            if (parse_uint(a, 100, 24 * 3600 * 1000u, &v) < 0)
+                goto bad;
+            c->queue_wait_ms = (unsigned)v;
             break;
         case OPT_MAX_SESSIONS:
             if (parse_uint(a, 0, 4096, &v) < 0)

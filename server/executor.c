@@ -74,7 +74,6 @@ static void take_incoming(void)
         else
             ex.queue = job;
         ex.queue_tail = job;
-        ex.queued++;
     }
 }
 
@@ -85,7 +84,6 @@ static struct job *pop_queue(void)
         ex.queue = job->next;
         if (!ex.queue)
             ex.queue_tail = NULL;
-        ex.queued--;
         job->next = NULL;
     }
     return job;
@@ -129,19 +127,25 @@ static void check_timers(void)
         else if (w->state == W_EXITING && now >= w->exit_wait_until) {
             worker_finish_crashed(w, NULL);
             worker_discard(w);
+        } else if (w->state == W_STARTING && now - w->started_at >= WORKER_START_TIMEOUT_MS) {
+            fprintf(stderr, "pyexecd: worker %d did not become ready; killed\n", (int)w->pid);
+            ex.setup_failures++;
+            worker_discard(w);
         }
     }
     if (ex.zstate == ZYGOTE_STARTING && now - ex.zstarted_at >= ZYGOTE_START_TIMEOUT_MS)
         zygote_died("no HELLO before the start timeout");
     if (ex.zstate == ZYGOTE_DOWN && now >= ex.restart_at && !ex.stop_seen)
         zygote_start();
-    if (ex.zstate != ZYGOTE_READY) {
-        /* Waiting requests must not hang on a zygote that does not come back. */
-        while (ex.queue && now - ex.queue->queued_at >= ZYGOTE_WAIT_MS)
-            fail_any(pop_queue(), PX_UNAVAILABLE,
-                     "The execution environment is not available (its zygote process is "
-                     "restarting); retry shortly.");
-    }
+    /* Waiting requests must not hang on a zygote that does not come back, nor on
+     * workers that never come. */
+    int64_t max_wait = ex.zstate == ZYGOTE_READY ? (int64_t)ex.cfg.queue_wait_ms : ZYGOTE_WAIT_MS;
+    while (ex.queue && now - ex.queue->queued_at >= max_wait)
+        fail_any(pop_queue(), PX_UNAVAILABLE,
+                 ex.zstate == ZYGOTE_READY
+                     ? "No worker became free in time; retry shortly."
+                     : "The execution environment is not available (its zygote process is "
+                       "restarting); retry shortly.");
     sessions_reap(now);
 }
 
@@ -159,8 +163,11 @@ static int next_timeout(void)
         next = ex.restart_at;
     if (ex.spawn_retry_at > now && ex.spawn_retry_at < next)
         next = ex.spawn_retry_at;
-    if (ex.zstate != ZYGOTE_READY && ex.queue && ex.queue->queued_at + ZYGOTE_WAIT_MS < next)
-        next = ex.queue->queued_at + ZYGOTE_WAIT_MS;
+    if (ex.queue) {
+        int64_t max_wait = ex.zstate == ZYGOTE_READY ? (int64_t)ex.cfg.queue_wait_ms : ZYGOTE_WAIT_MS;
+        if (ex.queue->queued_at + max_wait < next)
+            next = ex.queue->queued_at + max_wait;
+    }
     int64_t expiry = sessions_next_expiry();
     if (expiry < next)
         next = expiry;
@@ -393,24 +400,8 @@ enum px_result executor_session_delete(const char *id, session_done_fn done, voi
 void executor_snapshot(struct health_report *h, char **info_json)
 {
     pthread_mutex_lock(&ex.lock);
-    h->zygote_state = ex.snap.zygote_state;
-    h->zygote_pid = ex.snap.zygote_pid;
-    h->zygote_restarts = ex.snap.zygote_restarts;
-    h->workers_max = ex.snap.workers_max;
-    h->running = ex.snap.running;
-    h->pool_target = ex.snap.pool_target;
-    h->pool_ready = ex.snap.pool_ready;
-    h->pool_starting = ex.snap.pool_starting;
-    h->queue_depth = ex.snap.queue_depth;
-    h->queue_max = ex.snap.queue_max;
-    h->sessions = ex.snap.sessions;
-    h->sessions_max = ex.snap.sessions_max;
-    h->layers = ex.snap.layers;
-    h->layers_known = ex.snap.layers_known;
-    h->executions = ex.snap.executions;
-    h->deadline_kills = ex.snap.deadline_kills;
-    h->worker_crashes = ex.snap.worker_crashes;
-    h->setup_failures = ex.snap.setup_failures;
+    *h = ex.snap;
+    h->info_json = NULL;
     *info_json = ex.snap_info ? strdup(ex.snap_info) : NULL;
     pthread_mutex_unlock(&ex.lock);
 }

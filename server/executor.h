@@ -26,6 +26,7 @@ struct executor_config {
     unsigned workers;             /* executions at once */
     unsigned pool;                /* idle workers kept forked and sandboxed */
     unsigned queue;               /* requests that may wait beyond `workers` */
+    unsigned queue_wait_ms;       /* the longest one waits for a worker (then 503) */
     unsigned deadline_ms;         /* per code block */
     size_t output_bytes;          /* kept per block and stream */
     enum failed_stdout failed_stdout;
@@ -42,13 +43,14 @@ struct executor_config {
 int executor_start(const struct executor_config *cfg, char *err, size_t errlen);
 
 /* Queues a request. The request stays owned by the caller and must stay valid until
- * `done` is called. Returns PX_OK (done will be called), or at once PX_QUEUE_FULL or
- * PX_SHUTTING_DOWN (done will not be called). Thread-safe. */
+ * `done` is called. Returns PX_OK (done will be called), or at once PX_QUEUE_FULL,
+ * PX_SHUTTING_DOWN or PX_NOMEM (done will not be called). Thread-safe. */
 enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx);
 
 /* Sessions: one interpreter kept across requests. Each call returns PX_OK when `done`
  * will be called, or an error at once (PX_QUEUE_FULL at the session limit,
- * PX_SHUTTING_DOWN). create waits for a pre-forked worker like a request does. */
+ * PX_SHUTTING_DOWN, PX_NOMEM). create waits for a pre-forked worker like a request does.
+ * id is copied. */
 enum px_result executor_session_create(session_done_fn done, void *ctx);
 enum px_result executor_session_get(const char *id, session_done_fn done, void *ctx);
 /* Ends the session and removes its files (its worker and tmpfs go). */

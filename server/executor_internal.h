@@ -1,6 +1,7 @@
-/* Internal to the executor (executor.c, executor_workers.c, executor_zygote.c): the
- * state the executor thread owns, and the functions its three parts call in each other.
- * Everything here runs on the executor thread unless it says otherwise. */
+/* Internal to the executor (executor.c, executor_workers.c, executor_zygote.c,
+ * executor_sessions.c): the state the executor thread owns, and the functions its parts
+ * call in each other. Everything here runs on the executor thread unless it says
+ * otherwise. */
 #ifndef PYEXECD_EXECUTOR_INTERNAL_H
 #define PYEXECD_EXECUTOR_INTERNAL_H
 
@@ -26,6 +27,9 @@
 /* After a worker's socket closes mid-job, how long to wait for the zygote to report how
  * it died before answering without the reason. */
 #define EXIT_STATUS_WAIT_MS 2000
+/* A worker that has not said READY by then (it sandboxes itself in milliseconds) is stuck:
+ * it is killed, and the pool asks for another. */
+#define WORKER_START_TIMEOUT_MS 30000
 /* Pause before asking again when the zygote could not fork. */
 #define SPAWN_RETRY_MS 200
 /* At shutdown, how long the zygote has to end its workers and remove their cgroups. */
@@ -65,6 +69,7 @@ struct worker {
     unsigned char *wbuf;      /* the JOB frame still to send */
     size_t wlen, woff;
     int64_t exit_wait_until;
+    int64_t started_at;       /* when the zygote reported it forked */
     struct session *session;  /* the session it serves, or NULL */
     const char *end_reason;   /* why it stops, for its session's tombstone (static text) */
     struct tag tag;
@@ -87,13 +92,13 @@ struct job {
     struct job *next;
     enum job_kind kind;
     char session_id[33];      /* the session a JOB_SESSION_* names */
-    struct session *session;  /* the session a JOB_SESSION_EXECUTE runs in */
     session_done_fn sdone;    /* the callback of create, get and delete */
     const struct exec_request *req;
     exec_done_fn done;
     void *ctx;
     struct exec_result *res;
     size_t block;             /* index of the running block */
+    size_t image_bytes;       /* images kept so far (LIMIT_IMAGE_BYTES_PER_REQUEST) */
     off_t out_mark, err_mark; /* capture offsets where the running block began */
     int64_t deadline;
     int64_t queued_at;
@@ -115,7 +120,6 @@ struct executor_state {
 
     /* The executor thread's own. */
     struct job *queue, *queue_tail;
-    unsigned queued;
     struct worker *workers;
     unsigned running, idle, starting, spawn_outstanding;
     struct session *sessions;
@@ -140,20 +144,30 @@ extern struct executor_state ex;
 
 
 /* executor.c: shared helpers */
+/* Monotonic time in milliseconds. */
 int64_t ex_now_ms(void);
+/* Size of the file behind fd; 0 when it cannot be known (fd < 0, fstat fails). */
 off_t ex_file_size(int fd);
+/* epoll_ctl on the executor's set with `tag` as the event's data (tag borrowed: it must
+ * outlive the registration). Logs failures other than on EPOLL_CTL_DEL. */
 void ex_epoll_watch(int fd, uint32_t events, struct tag *tag, int op);
 /* Copies the counters /healthz shows into the shared snapshot (takes the lock). */
 void ex_publish_snapshot(void);
 
 /* executor_workers.c: the server's side of each worker */
+/* Moves w to state s, keeping the pool's counters (idle, starting, running) right. */
 void worker_set_state(struct worker *w, enum worker_state s);
+/* SIGKILL through its pidfd; idempotent, and harmless once it has exited. */
 void worker_kill(struct worker *w);
-/* Kills the worker and closes its descriptors; the struct is freed by
- * workers_free_dead at the end of the loop iteration (events may still name it). */
+/* Kills the worker and closes its descriptors; ends its session if it had one. The struct
+ * is freed by workers_free_dead at the end of the loop iteration (events may still name
+ * it). A job it ran must have been detached (w->job = NULL) and answered by the caller. */
 void worker_discard(struct worker *w);
+/* Frees the structs of discarded workers. Call only between event batches. */
 void workers_free_dead(void);
+/* Handles epoll events on the worker's socket: sends what is pending, reads reports. */
 void worker_on_event(struct worker *w, uint32_t events);
+/* Reads and handles every report the worker has sent so far; on EOF, the worker is lost. */
 void worker_read(struct worker *w);
 /* How a worker ended, as the zygote reported it. */
 struct worker_exit {
@@ -163,42 +177,55 @@ struct worker_exit {
     int oom_killed;           /* its memory cgroup's OOM killer struck */
 };
 
-/* The zygote reaped pid. */
+/* The zygote reaped pid: answers its job if it died mid-job, and discards it. */
 void worker_on_exited(pid_t pid, const struct worker_exit *how);
-/* Sends the job to an idle worker. Returns 0, or -1 when out of memory. */
+/* Sends the job to an idle worker, which then owns it. Returns 0, or -1 when out of
+ * memory (the job stays the caller's, unanswered). */
 int worker_start_job(struct worker *w, struct job *job);
+/* The running block passed its deadline: kills the worker, answers its job (the block
+ * DEADLINE_EXCEEDED with what it printed, later blocks not run), discards it. */
 void worker_deadline_expired(struct worker *w);
-/* The worker died mid-job; how: NULL when unknown. */
+/* The worker died mid-job; how: NULL when unknown. Answers (and frees) its job; the
+ * caller discards the worker. */
 void worker_finish_crashed(struct worker *w, const struct worker_exit *how);
-/* Answers a job that produced no block results (503 and the like). */
+/* Answers a job that produced no block results (503 and the like) and frees it. */
 void job_fail(struct job *job, enum px_result r, const char *message);
 
 /* executor_sessions.c: interpreters kept across requests */
 /* Handles a session job taken from the incoming list: create waits in the queue for a
- * worker (returns 0: queue it); get, delete and execute are answered or started now
- * (returns 1). */
+ * worker (returns 0: queue it, the job stays the caller's); get, delete and execute are
+ * answered or started now (returns 1: the job is taken). */
 int sessions_take(struct job *job);
-/* Turns an idle pool worker into the session a JOB_SESSION_CREATE asked for. */
+/* Turns an idle pool worker into the session a JOB_SESSION_CREATE asked for, answers the
+ * job and frees it. */
 void sessions_create(struct job *job, struct worker *w);
 /* Reserves n input-file numbers in the session; returns the first. */
 unsigned sessions_claim_files(struct session *s, unsigned n);
 /* The session's execution finished and its worker is idle again. */
 void sessions_execution_done(struct session *s);
-/* The session's worker is gone (deadline, crash, zygote death, ...): the session ends. */
+/* The session's worker is gone (deadline, crash, zygote death, ...): the session ends,
+ * remembered with `why` (static text, or NULL). */
 void sessions_worker_gone(struct session *s, const char *why);
-/* Ends sessions past their idle time or lifetime. */
+/* Ends sessions past their idle time or lifetime, and discards their workers. */
 void sessions_reap(int64_t now);
 /* Milliseconds of the earliest session expiry, or INT64_MAX. */
 int64_t sessions_next_expiry(void);
-/* Ends every session (shutdown). */
+/* Ends every session and answers any execution running in one (shutdown). */
 void sessions_end_all(void);
-/* Answers a session job that will not run (shutdown, zygote down too long). */
+/* Answers a session job that will not run (shutdown, zygote down too long), frees it. */
 void sessions_fail(struct job *job, enum px_result r, const char *message);
 
 /* executor_zygote.c: the zygote and the pool of workers it forks */
+/* Launches the zygote and watches its control socket and exit; on failure, schedules a
+ * restart. */
 void zygote_start(void);
+/* The zygote is gone: reaps it, answers 503 to every running request, discards every
+ * worker (their sessions end), schedules a restart with back-off. */
 void zygote_died(const char *why);
+/* Handles every message the zygote has sent (READY, workers, exits, spawn failures). */
 void zygote_read(void);
+/* Asks the zygote for workers until the idle pool plus what is being forked covers the
+ * pool target and the queued jobs that could start now. */
 void pool_ensure(void);
 
 #endif

@@ -193,7 +193,6 @@ int sessions_take(struct job *job)
             job_fail(job, PX_BUSY, msg);
             return 1;
         }
-        job->session = s;
         s->busy = 1;
         s->last_used = ex_now_ms();
         s->last_used_wall_ms = wall_ms();

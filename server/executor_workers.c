@@ -55,8 +55,10 @@ static void close_fd(int *fd)
  * frees later: events for it may still be queued in this iteration. */
 void worker_discard(struct worker *w)
 {
-    if (w->session)
-        sessions_worker_gone(w->session, w->end_reason);
+    struct session *s = w->session;
+    w->session = NULL;
+    if (s)
+        sessions_worker_gone(s, w->end_reason);
     worker_kill(w);
     close_fd(&w->sock);   /* closing removes it from the epoll set */
     close_fd(&w->out_fd);
@@ -164,7 +166,7 @@ static off_t clamp_end(int fd, off_t mark, int64_t reported)
 }
 
 /* Builds the running block's result from the capture files and the given ending.
- * out_end/err_end: the worker's report, or -1 for "whatever is there now". */
+ * out_report/err_report: the worker's report, or -1 for "whatever is there now". */
 static int worker_finish_block(struct worker *w, enum block_end end, const char *error,
                         size_t error_len, unsigned flags, int64_t out_report,
                         int64_t err_report)
@@ -365,7 +367,8 @@ static void handle_block_done(struct worker *w, const unsigned char *p, uint32_t
             m = "image/png";
         else if (mime_len == 10 && memcmp(mime, "image/jpeg", 10) == 0)
             m = "image/jpeg";
-        if (!m || data_len > LIMIT_IMAGE_BYTES) {
+        if (!m || data_len > LIMIT_IMAGE_BYTES ||
+            job->image_bytes + data_len > LIMIT_IMAGE_BYTES_PER_REQUEST) {
             flags |= BLOCK_FLAG_IMAGES_DROPPED;
             continue;
         }
@@ -381,6 +384,7 @@ static void handle_block_done(struct worker *w, const unsigned char *p, uint32_t
         }
         memcpy(img->data, data, data_len);
         img->len = data_len;
+        job->image_bytes += data_len;
         b->nimages++;
     }
     if (flags & BLOCK_FLAG_IMAGES_DROPPED)
@@ -490,6 +494,7 @@ void worker_read(struct worker *w)
         ssize_t n = ipc_reader_fill(&w->rd, w->sock);
         if (n > 0) {
             drain_frames(w);
+            ipc_reader_shrink(&w->rd);
             if (w->state == W_DEAD || w->sock < 0)
                 return;
             continue;
@@ -584,6 +589,11 @@ int worker_start_job(struct worker *w, struct job *job)
     w->job = job;
     worker_set_state(w, w->session ? W_SESSION_BUSY : W_BUSY);
     job->block = 0;
+    /* A session's capture files would otherwise grow over its whole life, up to the
+     * file-size limit; between calls nothing writes to them, so they can be emptied. */
+    if (w->session && (ftruncate(w->out_fd, 0) < 0 || ftruncate(w->err_fd, 0) < 0))
+        fprintf(stderr, "pyexecd: cannot empty a session's capture files: %s\n",
+                strerror(errno));
     job->out_mark = ex_file_size(w->out_fd);
     job->err_mark = ex_file_size(w->err_fd);
     job->deadline = ex_now_ms() + ex.cfg.deadline_ms;

@@ -165,6 +165,7 @@ static void on_zygote_message(const unsigned char *msg, size_t n, int *fds, int 
         w->pidfd = fds[3];
         w->state = W_DEAD;   /* worker_set_state counts from here */
         worker_set_state(w, W_STARTING);
+        w->started_at = ex_now_ms();
         w->tag.kind = TAG_WORKER;
         w->tag.w = w;
         ipc_reader_init(&w->rd, LIMIT_IPC_FRAME_BYTES);

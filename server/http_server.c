@@ -1,8 +1,11 @@
 #define _GNU_SOURCE
 #include "http_server.h"
 
+#include "../common/limits.h"
+
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,14 +17,22 @@ struct http_exchange {
     char *path;
     char *body;                 /* NUL-terminated */
     size_t body_len, body_cap;
+    size_t counted;             /* bytes counted against LIMIT_BODIES_IN_FLIGHT */
     int too_large;
+    int overloaded;             /* refused: too many request bodies held at once */
     int dispatched;             /* the handler has been called */
 
     pthread_mutex_t lock;       /* guards the fields below */
     int suspended;              /* waiting for the reply with the connection suspended */
-    struct MHD_Response *response;   /* the reply, once produced */
+    int replied;                /* a reply was given (it may have failed to build) */
+    struct MHD_Response *response;   /* the reply, once built */
     unsigned status;
+    http_produce_fn produce;    /* or: how to build it, on an HTTP thread */
+    void *produce_ctx;
 };
+
+/* Request bodies held by all connections together. */
+static atomic_size_t bodies_in_flight;
 
 static struct MHD_Daemon *daemon_;
 static struct http_server_options options;
@@ -48,49 +59,96 @@ int http_exchange_body_too_large(const struct http_exchange *ex)
     return ex->too_large;
 }
 
-void http_exchange_reply(struct http_exchange *ex, int status, char *body, size_t len,
-                         const char *allow)
+int http_exchange_overloaded(const struct http_exchange *ex)
+{
+    return ex->overloaded;
+}
+
+/* A response for a JSON body (taken over; NULL when out of memory). */
+static struct MHD_Response *make_response(char *body, size_t len, const char *allow)
 {
     struct MHD_Response *resp =
         body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
     if (!resp) {
         free(body);
-        static char oom[] = "{\"error\":{\"code\":500,\"message\":\"out of memory\","
-                            "\"status\":\"INTERNAL\"}}";
-        resp = MHD_create_response_from_buffer(strlen(oom), oom, MHD_RESPMEM_PERSISTENT);
-        status = 500;
+        return NULL;
     }
-    if (resp) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "application/json; charset=UTF-8");
-        if (allow)
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    }
-    pthread_mutex_lock(&ex->lock);
-    ex->response = resp;
-    ex->status = (unsigned)status;
-    if (ex->suspended) {
-        ex->suspended = 0;
-        MHD_resume_connection(ex->conn);   /* MHD then calls on_access again */
-    }
-    pthread_mutex_unlock(&ex->lock);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json; charset=UTF-8");
+    if (allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    return resp;
 }
 
-/* Sends the reply if it is ready; otherwise parks the connection until it is. */
+/* Stores what the reply will be and wakes the connection if it waits. */
+static void set_reply(struct http_exchange *ex, struct MHD_Response *resp, unsigned status,
+                      http_produce_fn produce, void *ctx)
+{
+    int wake;
+    pthread_mutex_lock(&ex->lock);
+    ex->replied = 1;
+    ex->response = resp;
+    ex->status = status;
+    ex->produce = produce;
+    ex->produce_ctx = ctx;
+    wake = ex->suspended;
+    ex->suspended = 0;
+    pthread_mutex_unlock(&ex->lock);
+    if (wake)
+        MHD_resume_connection(ex->conn);   /* MHD then calls on_access again */
+}
+
+void http_exchange_reply(struct http_exchange *ex, int status, char *body, size_t len,
+                         const char *allow)
+{
+    set_reply(ex, make_response(body, len, allow), (unsigned)status, NULL, NULL);
+}
+
+void http_exchange_reply_later(struct http_exchange *ex, http_produce_fn produce, void *ctx)
+{
+    set_reply(ex, NULL, 0, produce, ctx);
+}
+
+/* Sends the reply if there is one, building it first if it was deferred; otherwise parks
+ * the connection until there is. A reply that could not be built closes the connection. */
 static enum MHD_Result reply_or_wait(struct http_exchange *ex)
 {
-    enum MHD_Result ret = MHD_YES;
     pthread_mutex_lock(&ex->lock);
-    if (ex->response) {
-        ret = ex->response ? MHD_queue_response(ex->conn, ex->status, ex->response) : MHD_NO;
-        MHD_destroy_response(ex->response);
-        ex->response = NULL;
-    } else if (!ex->suspended) {
-        ex->suspended = 1;
-        MHD_suspend_connection(ex->conn);
+    if (!ex->replied) {
+        if (!ex->suspended) {
+            ex->suspended = 1;
+            MHD_suspend_connection(ex->conn);
+        }
+        pthread_mutex_unlock(&ex->lock);
+        return MHD_YES;
     }
+    struct MHD_Response *resp = ex->response;
+    unsigned status = ex->status;
+    http_produce_fn produce = ex->produce;
+    ex->response = NULL;
+    ex->produce = NULL;
     pthread_mutex_unlock(&ex->lock);
+
+    if (produce) {
+        int st = 500;
+        size_t len = 0;
+        char *body = produce(ex->produce_ctx, &st, &len);
+        resp = make_response(body, len, NULL);
+        status = (unsigned)st;
+    }
+    if (!resp)
+        return MHD_NO;
+    enum MHD_Result ret = MHD_queue_response(ex->conn, status, resp);
+    MHD_destroy_response(resp);
     return ret;
+}
+
+/* Counts n more body bytes against the shared budget; 0 when that would exceed it. */
+static int count_body(struct http_exchange *ex, size_t n)
+{
+    size_t now = atomic_fetch_add(&bodies_in_flight, n);
+    ex->counted += n;
+    return now + n <= LIMIT_BODIES_IN_FLIGHT;
 }
 
 static enum MHD_Result dispatch(struct http_exchange *ex)
@@ -122,11 +180,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *con_cls = ex;
         if (!ex->method || !ex->path)
             return MHD_NO;
-        /* A declared length over the limit is refused before reading any of it. */
+        /* A declared length over the limit is refused before reading any of it; so is one
+         * the server cannot hold now. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > options.max_body) {
+        unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+        if (declared > options.max_body) {
             ex->too_large = 1;
+            return dispatch(ex);
+        }
+        if (!count_body(ex, (size_t)declared)) {
+            ex->overloaded = 1;
             return dispatch(ex);
         }
         return MHD_YES;
@@ -137,7 +201,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_data_size = 0;
         if (ex->too_large || ex->dispatched)
             return MHD_YES;
-        if (ex->body_len + n > options.max_body) {
+        if (ex->body_len + n > options.max_body ||
+            (ex->body_len + n > ex->counted && !count_body(ex, ex->body_len + n - ex->counted))) {
             /* Chunked bodies have no declared length: we learn it here, mid-upload,
              * where a reply cannot be queued. Close the connection. */
             ex->too_large = 1;
@@ -172,6 +237,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)code;
     if (!ex)
         return;
+    atomic_fetch_sub(&bodies_in_flight, ex->counted);
     if (ex->response)
         MHD_destroy_response(ex->response);
     pthread_mutex_destroy(&ex->lock);

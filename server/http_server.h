@@ -10,7 +10,8 @@
 struct http_exchange;   /* one request and its reply; owned by the HTTP layer */
 
 /* Called once per request, on an HTTP thread, after the whole body arrived (or at once
- * when it is over the limit). Must lead to exactly one http_exchange_reply, now or later
+ * when its declared length is over the limit, or the server holds too many bodies; a
+ * chunked body that grows past the limit closes the connection instead). Must lead to exactly one http_exchange_reply, now or later
  * from any thread; until then the connection waits without holding a thread. */
 typedef void (*http_handler_fn)(struct http_exchange *ex);
 
@@ -39,11 +40,24 @@ const char *http_exchange_body(const struct http_exchange *ex, size_t *len);
 /* Nonzero when the body was over max_body (and was not kept). */
 int http_exchange_body_too_large(const struct http_exchange *ex);
 
+/* Nonzero when the body was refused unread because the request bodies held by all
+ * connections would pass LIMIT_BODIES_IN_FLIGHT (the handler answers 503). */
+int http_exchange_overloaded(const struct http_exchange *ex);
+
 /* Sends the reply: status, a JSON body (malloc'd; ownership passes to the HTTP layer,
- * which frees it), and an Allow header when allow is not NULL. A NULL body stands for
- * "out of memory" and is answered with a static 500. Call exactly once per exchange,
- * from any thread. */
+ * which frees it), and an Allow header when allow is not NULL. A NULL body means the
+ * reply could not be built (out of memory): the connection is closed. Call exactly once
+ * per exchange (this or http_exchange_reply_later), from any thread. */
 void http_exchange_reply(struct http_exchange *ex, int status, char *body, size_t len,
                          const char *allow);
+
+/* Builds a reply: returns a malloc'd JSON body (ownership passes to the HTTP layer; NULL:
+ * out of memory, the connection is closed) and sets *status and *len. */
+typedef char *(*http_produce_fn)(void *ctx, int *status, size_t *len);
+
+/* Like http_exchange_reply, for a reply too costly to build on the calling thread (a
+ * large execution result): `produce` is called once, later, on an HTTP thread, with ctx
+ * (which it then owns and frees). */
+void http_exchange_reply_later(struct http_exchange *ex, http_produce_fn produce, void *ctx);
 
 #endif

@@ -42,48 +42,63 @@ static void apply_overrides(struct policy *p, const struct config *c)
         p->limits.address_space_mib = c->worker_memory >> 20;
 }
 
-/* Loads --policy FILE, or the built-in default. Returns 0 or -1 with "file:line: ...". */
-static int load_policy(const struct config *c, struct policy *p, char *err, size_t errlen)
-{
-    if (c->policy_path)
-        return policy_load(p, c->policy_path, err, errlen);
+/* The policy's text, read once: what the server checks is what each zygote gets. */
+struct policy_source {
+    const char *name;
+    const char *text;
     size_t len;
-    const char *text = policy_default_text(&len);
-    return policy_parse(p, policy_default_name, text, len, err, errlen);
+    char *owned;            /* the text when read from a file (freed by the caller) */
+};
+
+/* Reads --policy FILE, or takes the built-in default. Returns 0 or -1 with err. */
+static int read_policy_source(const struct config *c, struct policy_source *src, char *err,
+                              size_t errlen)
+{
+    memset(src, 0, sizeof(*src));
+    if (!c->policy_path) {
+        src->name = policy_default_name;
+        src->text = policy_default_text(&src->len);
+        return 0;
+    }
+    int fd = open(c->policy_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", c->policy_path, strerror(errno));
+        return -1;
+    }
+    src->name = c->policy_path;
+    src->owned = policy_read_fd(fd, c->policy_path, &src->len, err, errlen);
+    src->text = src->owned;
+    close(fd);
+    return src->text ? 0 : -1;
 }
 
-/* Parses a policy and compiles its filter without loading it: every error a server
- * start would meet, caught before anything runs. */
-static int check_policy(const struct config *c, struct policy *p, char *err, size_t errlen)
+/* Parses a policy, applies the flags and compiles its filter without loading it: every
+ * error a zygote would meet, caught before anything runs. */
+static int check_policy(const struct config *c, const struct policy_source *src,
+                        struct policy *p, char *err, size_t errlen)
 {
     struct seccomp_program prog;
-    if (load_policy(c, p, err, errlen) < 0)
+    if (policy_parse(p, src->name, src->text, src->len, err, errlen) < 0)
         return -1;
-    if (seccomp_program_build(p, &prog, err, errlen) < 0) {
+    apply_overrides(p, c);
+    if (policy_check_limits(p, err, errlen) < 0 ||
+        seccomp_program_build(p, &prog, err, errlen) < 0) {
         policy_release(p);
         return -1;
     }
     seccomp_program_release(&prog);
-    apply_overrides(p, c);
     return 0;
 }
 
-/* The zygote reads the policy the server checked from ZYGOTE_POLICY_FD (the file may have
- * changed since, and the built-in one has no file). */
+/* The zygote reads the policy text the server checked from ZYGOTE_POLICY_FD. */
 static int read_policy_fd(const struct config *c, struct policy *p, char *err, size_t errlen)
 {
-    struct stat st;
-    char *text = NULL;
-    int rc = -1;
-    if (fstat(ZYGOTE_POLICY_FD, &st) == 0 && st.st_size >= 0 && st.st_size <= (1 << 20) &&
-        (text = malloc((size_t)st.st_size + 1)) &&
-        pread(ZYGOTE_POLICY_FD, text, (size_t)st.st_size, 0) == st.st_size)
-        rc = policy_parse(p, c->policy_path ? c->policy_path : policy_default_name, text,
-                          (size_t)st.st_size, err, errlen);
-    else
-        snprintf(err, errlen, "cannot read the policy from fd %d", ZYGOTE_POLICY_FD);
-    free(text);
+    const char *name = c->policy_path ? c->policy_path : policy_default_name;
+    size_t len;
+    char *text = policy_read_fd(ZYGOTE_POLICY_FD, name, &len, err, errlen);
     close(ZYGOTE_POLICY_FD);
+    int rc = text ? policy_parse(p, name, text, len, err, errlen) : -1;
+    free(text);
     if (rc == 0)
         apply_overrides(p, c);
     return rc;
@@ -128,31 +143,16 @@ static int run_zygote(const struct config *c)
 }
 
 /* The policy text, sealed in a memfd each zygote start reads. */
-static int policy_memfd(const struct config *c, char *err, size_t errlen)
+static int policy_memfd(const struct policy_source *src, char *err, size_t errlen)
 {
-    size_t len;
-    const char *text = NULL;
-    char *owned = NULL;
-    if (c->policy_path) {
-        FILE *f = fopen(c->policy_path, "re");
-        if (f) {
-            owned = malloc(1 << 20);
-            len = owned ? fread(owned, 1, 1 << 20, f) : 0;
-            fclose(f);
-            text = owned;
-        }
-    } else {
-        text = policy_default_text(&len);
-    }
-    int fd = text ? memfd_create("pyexecd-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING) : -1;
-    if (fd < 0 || write(fd, text, len) != (ssize_t)len ||
+    int fd = memfd_create("pyexecd-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || write(fd, src->text, src->len) != (ssize_t)src->len ||
         fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
         snprintf(err, errlen, "cannot pass the policy to the zygote: %s", strerror(errno));
         if (fd >= 0)
             close(fd);
-        fd = -1;
+        return -1;
     }
-    free(owned);
     return fd;
 }
 
@@ -257,11 +257,14 @@ static int run_server(const struct config *c, int argc, char **argv)
     struct policy policy;
 
     /* A policy that does not parse stops us here, before anything is half applied. */
-    if (check_policy(c, &policy, err, sizeof(err)) < 0) {
+    struct policy_source src;
+    if (read_policy_source(c, &src, err, sizeof(err)) < 0 ||
+        check_policy(c, &src, &policy, err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
         return 2;
     }
-    int policy_fd = policy_memfd(c, err, sizeof(err));
+    int policy_fd = policy_memfd(&src, err, sizeof(err));
+    free(src.owned);
     if (policy_fd < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
         return 1;
@@ -311,6 +314,7 @@ static int run_server(const struct config *c, int argc, char **argv)
 
     struct executor_config ec = {
         .workers = c->workers, .pool = c->pool, .queue = c->queue,
+        .queue_wait_ms = c->queue_wait_ms,
         .deadline_ms = (unsigned)policy.limits.deadline_ms,
         .output_bytes = policy.limits.output_bytes,
         .failed_stdout = c->failed_stdout, .zygote_argv = zargv,

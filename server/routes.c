@@ -21,16 +21,29 @@ struct execute_call {
     struct http_exchange *ex;
     struct wire_execute *w;
     struct exec_request req;
+    struct exec_result *res;    /* once it ran */
 };
 
 static void execute_call_free(struct execute_call *call)
 {
     wire_execute_free(call->w);
     exec_request_release(&call->req);
+    exec_result_free(call->res);
     free(call);
 }
 
-/* exec_done_fn: runs on the executor thread; encodes and sends the reply. */
+/* http_produce_fn: encodes the reply on an HTTP thread (a reply can carry megabytes of
+ * images, which the executor thread must not spend its time on), then frees the call. */
+static char *produce_execute_reply(void *ctx, int *status, size_t *len)
+{
+    struct execute_call *call = ctx;
+    char *body = wire_encode_execute(call->w, call->res, len);
+    *status = 200;
+    execute_call_free(call);
+    return body;
+}
+
+/* exec_done_fn: runs on the executor thread; takes res over. */
 static void execute_done(void *ctx, struct exec_result *res)
 {
     struct execute_call *call = ctx;
@@ -38,15 +51,12 @@ static void execute_done(void *ctx, struct exec_result *res)
         reply_error(call->ex, PX_NOMEM, "Out of memory while building the reply.", NULL);
     } else if (res->status != PX_OK) {
         reply_error(call->ex, res->status, res->status_message, NULL);
+        exec_result_free(res);
     } else {
-        size_t len;
-        char *body = wire_encode_execute(call->w, res, &len);
-        if (body)
-            http_exchange_reply(call->ex, 200, body, len, NULL);
-        else
-            reply_error(call->ex, PX_NOMEM, "Out of memory while encoding the reply.", NULL);
+        call->res = res;
+        http_exchange_reply_later(call->ex, produce_execute_reply, call);
+        return;
     }
-    exec_result_free(res);
     execute_call_free(call);
 }
 
@@ -212,7 +222,9 @@ static void handle_health(struct http_exchange *ex)
         return;
     }
     /* 503 until the zygote is ready, so a load balancer sends no traffic before then. */
-    http_exchange_reply(ex, h.zygote_state == ZYGOTE_READY ? 200 : 503, body, len, NULL);
+    http_exchange_reply(ex, result_http_status(h.zygote_state == ZYGOTE_READY ? PX_OK
+                                                                              : PX_UNAVAILABLE),
+                        body, len, NULL);
 }
 
 static const struct route {
@@ -238,6 +250,11 @@ void routes_handle(struct http_exchange *ex)
         snprintf(msg, sizeof(msg), "The request body is larger than %zu bytes.",
                  options.body_bytes);
         reply_error(ex, PX_BODY_TOO_LARGE, msg, NULL);
+        return;
+    }
+    if (http_exchange_overloaded(ex)) {
+        reply_error(ex, PX_UNAVAILABLE, "The server is holding too many request bodies; "
+                    "retry shortly.", NULL);
         return;
     }
     if (route_session(ex, path, method))

@@ -55,19 +55,24 @@ static enum px_result errorf(char *msg, size_t msglen, enum px_result r, const c
     return r;
 }
 
-/* cJSON 1.7.15 silently ends a string at an escaped NUL ("a\u0000b" parses as "a"),
- * which would run different code than the client sent: find such escapes first. Also
- * rejects raw control bytes 0x00 anywhere. Returns 1 if the body is acceptable. */
-static int body_has_no_nul(const char *s, size_t n)
+/* Checks the body before cJSON sees it. cJSON 1.7.15 silently ends a string at an escaped
+ * NUL ("a\u0000b" parses as "a"), which would run different code than the client sent:
+ * refuse those, and raw NUL bytes. And count the values (each ',' '[' '{' outside
+ * strings starts at most one more): a body of millions of tiny values would make the
+ * parser allocate far more than the body. Returns NULL if acceptable, else why not. */
+static const char *precheck_body(const char *s, size_t n)
 {
     int in_string = 0;
+    size_t values = 1;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '\0')
-            return 0;
+            return "Strings must not contain NUL characters (\\u0000).";
         if (!in_string) {
             if (c == '"')
                 in_string = 1;
+            else if ((c == ',' || c == '[' || c == '{') && ++values > LIMIT_JSON_VALUES)
+                return "The body holds more JSON values than any request needs.";
             continue;
         }
         if (c == '"') {
@@ -75,11 +80,11 @@ static int body_has_no_nul(const char *s, size_t n)
         } else if (c == '\\' && i + 1 < n) {
             if (s[i + 1] == 'u' && i + 5 < n && s[i + 2] == '0' && s[i + 3] == '0' &&
                 s[i + 4] == '0' && s[i + 5] == '0')
-                return 0;
+                return "Strings must not contain NUL characters (\\u0000).";
             i++;   /* skip the escaped character */
         }
     }
-    return 1;
+    return NULL;
 }
 
 /* Fields of one JSON object, matched by their camelCase or snake_case names. Each may
@@ -383,10 +388,10 @@ enum px_result wire_parse_execute(const char *body, size_t len, struct wire_exec
     if (utf8_valid_prefix((const unsigned char *)body, len) != len)
         return errorf(msg, msglen, PX_INVALID_ARGUMENT,
                       "Invalid JSON payload received. The body is not valid UTF-8.");
-    if (!body_has_no_nul(body, len))
-        return errorf(msg, msglen, PX_INVALID_ARGUMENT,
-                      "Invalid JSON payload received. Strings must not contain NUL "
-                      "characters (\\u0000).");
+    const char *why = precheck_body(body, len);
+    if (why)
+        return errorf(msg, msglen, PX_INVALID_ARGUMENT, "Invalid JSON payload received. %s",
+                      why);
     /* len + 1: cJSON checks that the NUL terminator directly follows the value. */
     root = cJSON_ParseWithLengthOpts(body, len + 1, NULL, 1);
     if (!root)
@@ -657,10 +662,15 @@ char *wire_encode_session(const struct session_info *s, size_t *len)
 enum px_result wire_parse_empty(const char *body, size_t len, char *msg, size_t msglen)
 {
     size_t i = 0;
-    while (i < len && strchr(" \t\r\n", body[i]))
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' ||
+                       body[i] == '\n'))
         i++;
     if (i == len)
         return PX_OK;
+    const char *why = precheck_body(body, len);
+    if (why)
+        return errorf(msg, msglen, PX_INVALID_ARGUMENT, "Invalid JSON payload received. %s",
+                      why);
     cJSON *root = cJSON_ParseWithLengthOpts(body, len + 1, NULL, 1);
     enum px_result r = PX_OK;
     if (!root || !cJSON_IsObject(root))

@@ -1,0 +1,194 @@
+"""Limits not covered elsewhere, each at the limit and one past it: images per block and
+per request, JSON values per body, request bodies held at once, the queue wait, and the
+size of a policy file. (Body size, input files and parts: test_api; output bytes:
+test_semantics; deadline: test_deadline; sessions: test_sessions; the sandbox's
+resources: test_attacks_resources.)"""
+
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import BINARY, ServerTestCase, code_part, images, results
+from limits import LIMITS
+
+MIB = 1 << 20
+
+
+def image_files_code(sizes):
+    """A block writing PNG files (magic, then zeros) of the given sizes into /root."""
+    lines = ["magic = b'\\x89PNG\\r\\n\\x1a\\n'"]
+    for i, size in enumerate(sizes):
+        lines.append(f"open('f{i:02d}.png', 'wb').write(magic + bytes({size} - len(magic)))")
+    return "\n".join(lines) + "\n"
+
+
+class ImageLimitTest(ServerTestCase):
+
+    def test_images_per_block(self):
+        """LIMIT_IMAGES_PER_BLOCK figures come back; one more is dropped and reported."""
+        n = LIMITS["LIMIT_IMAGES_PER_BLOCK"]
+        for count, dropped in ((n, False), (n + 1, True)):
+            code = ("import matplotlib.pyplot as plt\n"
+                    f"for i in range({count}):\n"
+                    "    plt.figure(figsize=(1, 1)); plt.plot([i])\n")
+            reply = self.server.run(code)
+            self.assertEqual(len(images(reply)), n, count)
+            limit = reply.get("executionMetadata", {}).get("limitReached")
+            self.assertEqual(limit, "IMAGES" if dropped else None, count)
+
+    def test_image_bytes_per_request(self):
+        """Images totalling LIMIT_IMAGE_BYTES_PER_REQUEST come back; a byte more is dropped."""
+        total = LIMITS["LIMIT_IMAGE_BYTES_PER_REQUEST"]
+        each = LIMITS["LIMIT_IMAGE_BYTES"]
+        sizes = [each] * (total // each)
+        self.assertEqual(sum(sizes), total)
+        for extra, dropped in ((0, False), (1, True)):
+            # Two blocks, so the budget is the request's, not one block's.
+            half = len(sizes) // 2
+            blocks = [image_files_code(sizes[:half]),
+                      image_files_code(sizes[half:] + ([extra + 8] if extra else []))
+                      .replace("'f", "'g")]
+            reply = self.server.run(*blocks, timeout=180)
+            got = images(reply)
+            self.assertEqual(len(got), len(sizes), extra)
+            limit = reply.get("executionMetadata", {}).get("limitReached")
+            self.assertEqual(limit, "IMAGES" if dropped else None, extra)
+
+
+class BodyLimitTest(ServerTestCase):
+
+    def json_values_body(self, values):
+        """{"parts":[1,1,...]} with exactly `values` JSON values as the server counts them
+        (one, plus one per '{', '[' and ','): it is refused either way, the question is
+        whether for its size or for its content."""
+        n = values - 2
+        return ('{"parts":[' + ",".join(["1"] * n) + "]}").encode()
+
+    def test_json_values(self):
+        """A body of LIMIT_JSON_VALUES values is parsed; one more value is refused unparsed."""
+        limit = LIMITS["LIMIT_JSON_VALUES"]
+        status, body = self.server.execute(self.json_values_body(limit))
+        self.assertEqual(status, 400, body)
+        self.assertNotIn("JSON values", body["error"]["message"])
+        self.assertIn("Too many parts", body["error"]["message"])
+        status, body = self.server.execute(self.json_values_body(limit + 1))
+        self.assertEqual(status, 400, body)
+        self.assertIn("more JSON values", body["error"]["message"])
+
+    def test_bodies_in_flight(self):
+        """Declared bodies up to LIMIT_BODIES_IN_FLIGHT are accepted; a byte more is 503 at once."""
+        budget = LIMITS["LIMIT_BODIES_IN_FLIGHT"]
+        largest = LIMITS["LIMIT_BODY_BYTES"]
+        sizes = [largest] * (budget // largest)
+        if budget % largest:
+            sizes.append(budget % largest)
+        socks = []
+
+        def announce(size):
+            s = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+            s.sendall(b"POST /v1/execute HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+            socks.append(s)
+            return s
+
+        try:
+            for size in sizes:   # the bodies are announced, never sent: the budget is full
+                announce(size)
+            time.sleep(0.5)
+            for s in socks:      # none of them was refused
+                s.setblocking(False)
+                with self.assertRaises(BlockingIOError):
+                    s.recv(1)
+                s.setblocking(True)
+            over = announce(1)
+            over.settimeout(10)
+            reply = over.recv(65536).decode("latin-1")
+            self.assertTrue(reply.startswith("HTTP/1.1 503"), reply[:200])
+            self.assertIn('"status":"UNAVAILABLE"', reply)
+        finally:
+            for s in socks:
+                s.close()
+        # Once they are gone, the budget is free again.
+        deadline = time.time() + 10
+        while True:
+            status, body = self.server.execute(code_part("print('free')"))
+            if status == 200 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(results(body)[0]["output"], "free\n")
+
+
+class QueueWaitTest(ServerTestCase):
+    SERVER_FLAGS = ("--queue-wait-ms", "1500")
+    WORKERS = 1
+    POOL = 1
+
+    def queued_behind(self, first_sleep):
+        """Starts a request sleeping first_sleep s, then a second one; returns the second's
+        (status, body, seconds)."""
+        first = {}
+
+        def run_first():
+            first["reply"] = self.server.execute(code_part(f"import time; time.sleep({first_sleep})"))
+
+        t = threading.Thread(target=run_first)
+        t.start()
+        time.sleep(0.3)
+        start = time.monotonic()
+        status, body = self.server.execute(code_part("print('second')"))
+        elapsed = time.monotonic() - start
+        t.join(30)
+        self.assertEqual(first["reply"][0], 200)
+        return status, body, elapsed
+
+    def test_within_queue_wait(self):
+        """A request queued for less than --queue-wait-ms runs."""
+        status, body, _ = self.queued_behind(0.8)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(results(body)[0]["output"], "second\n")
+
+    def test_past_queue_wait(self):
+        """A request still queued after --queue-wait-ms gets 503 UNAVAILABLE, not a hang."""
+        status, body, elapsed = self.queued_behind(4)
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["error"]["status"], "UNAVAILABLE")
+        self.assertTrue(1.4 <= elapsed < 3.5, elapsed)
+
+
+class PolicySizeTest(unittest.TestCase):
+
+    def policy_of_size(self, size):
+        rules = b"allow read write exit_group\n"
+        filler = size - len(rules)
+        lines = []
+        while filler > 0:
+            n = min(filler, 1000)
+            lines.append(b"#" + b"x" * (n - 2) + b"\n" if n >= 2 else b"\n")
+            filler -= n
+        data = rules + b"".join(lines)
+        self.assertEqual(len(data), size)
+        f = tempfile.NamedTemporaryFile(suffix=".policy", delete=False)
+        f.write(data)
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def test_policy_file_size(self):
+        """A policy file of LIMIT_POLICY_BYTES compiles; one byte more is refused."""
+        limit = LIMITS["LIMIT_POLICY_BYTES"]
+        ok = subprocess.run([BINARY, "--print-policy", self.policy_of_size(limit)],
+                            capture_output=True, text=True, timeout=30)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertIn("filter for arch x86_64", ok.stdout)
+        big = self.policy_of_size(limit + 1)
+        refused = subprocess.run([BINARY, "--print-policy", big], capture_output=True,
+                                 text=True, timeout=30)
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn(f"{big}: not a regular file of at most {limit} bytes", refused.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
