@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (OUTSIDE_UID_CODE, Server, ServerTestCase, code_part,  # noqa: E402
                      pid_alive, processes_with_uid_in, results, wait_uid_gone)
+from limits import LIMITS  # noqa: E402
 
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -802,6 +803,21 @@ class ChurnTest(SessionCase):
             status, body = self.get(sid)
             self.assert_error(status, body, 404, "NOT_FOUND")
         print(f"\n  200 sessions in {churn:.1f} s", file=sys.stderr)
+
+    def test_ended_sessions_remembered_up_to_limit(self):
+        """The last LIMIT_SESSION_TOMBSTONES ended sessions are told why; an older one is 'not found'."""
+        remembered = LIMITS["LIMIT_SESSION_TOMBSTONES"]
+        ids = []
+        for _ in range(remembered + 1):
+            sid = self.create(cleanup=False)
+            status, body, _ = self.server.request("DELETE", f"/v1/sessions/{sid}")
+            self.assertEqual(status, 200, body)
+            ids.append(sid)
+        # ids[1:] are the last `remembered` sessions that ended: each still says why.
+        for sid in (ids[1], ids[remembered // 2], ids[-1]):
+            self.assert_ended(sid, "it was deleted")
+        status, body = self.get(ids[0])
+        self.assert_error(status, body, 404, "NOT_FOUND", f"sessions/{ids[0]} was not found")
 
 
 if __name__ == "__main__":
