@@ -277,7 +277,8 @@ int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen)
 
     /* Move everything alive now into the permanent generation: otherwise a worker's
      * first collection walks, and so dirties, every page of the zygote's heap. */
-    if (PyRun_SimpleString("import gc; gc.collect(); gc.freeze()") != 0) {
+    /* (No `import`: it would leave the name gc in the code's globals, which are __main__'s.) */
+    if (PyRun_SimpleString("__import__('gc').collect(); __import__('gc').freeze()") != 0) {
         snprintf(err, errlen, "gc.freeze failed");
         return -1;
     }

@@ -71,9 +71,12 @@ def setup(runner_file, runner_line, output_cap, image_cap, images_per_block):
     if runner_file is None:
         runner_file, runner_line = "<pyexecd runner>", 3
     _run_python = _make_run_python(runner_file, runner_line)
-    # exit() and quit() come from site, which the embedded interpreter does not run.
+    # exit(), quit(), help(), copyright, credits and license come from site, which the
+    # embedded interpreter does not run; code written for an ordinary python3 uses them.
     import site
     site.setquit()
+    site.setcopyright()
+    site.sethelper()
     sys.argv = [""]
     # The capturing streams, made once here: every worker finds them already on fds 1 and
     # 2, where it puts its capture files.
@@ -166,24 +169,52 @@ def _add_image(mime, data):
     _block_images.append((mime, bytes(data)))
 
 
-def _render_open_figures():
-    """Renders every open matplotlib figure as a 100-dpi PNG, in figure-number order, then
-    closes them all: what the real service returns for shown or left-open figures."""
+def _render_open_figures(skip_saved=False):
+    """Renders open matplotlib figures as 100-dpi PNGs, in figure-number order, then
+    closes them all. With skip_saved, a figure the code saved to a file is not rendered:
+    the file comes back instead (the real service returns one image for savefig without
+    show)."""
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is None:
         return
     from matplotlib import _pylab_helpers
     managers = sorted(_pylab_helpers.Gcf.get_all_fig_managers(), key=lambda m: m.num)
-    for manager in managers:
-        buf = io.BytesIO()
-        manager.canvas.figure.savefig(buf, format="png", dpi=100)
-        _add_image("image/png", buf.getvalue())
-    pyplot.close("all")
+    try:
+        for manager in managers:
+            figure = manager.canvas.figure
+            if skip_saved and getattr(figure, "_pyexecd_saved_to_file", False):
+                continue
+            buf = io.BytesIO()
+            figure.savefig(buf, format="png", dpi=100)
+            _add_image("image/png", buf.getvalue())
+    finally:
+        pyplot.close("all")
+
+
+def _close_figures():
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
 
 
 def _show(*args, **kwargs):
     """Replaces matplotlib.pyplot.show: the figures come back as image parts."""
     _render_open_figures()
+
+
+def _mark_saves(figure_class):
+    """Wraps Figure.savefig so that a figure saved to a path is remembered as saved."""
+    original = figure_class.savefig
+
+    def savefig(self, fname, *args, **kwargs):
+        result = original(self, fname, *args, **kwargs)
+        if isinstance(fname, (str, bytes, os.PathLike)):
+            self._pyexecd_saved_to_file = True
+        return result
+
+    savefig.__doc__ = original.__doc__
+    savefig.__wrapped__ = original
+    figure_class.savefig = savefig
 
 
 def _snapshot(workdir):
@@ -235,14 +266,16 @@ def _read_image_file(path):
 
 
 def _collect_image_files(workdir, before):
-    """Image files (png, jpeg) the block created or changed in the work dir, oldest first."""
-    changed = []
+    """Image files (png, jpeg) the block created in the work dir, oldest first. A file
+    that existed before the block is not returned again, even if rewritten: the real
+    service returned nothing for a block that saved over an earlier block's file."""
+    created = []
     for name, sig in _snapshot(workdir).items():
         if os.path.splitext(name)[1].lower() not in (".png", ".jpg", ".jpeg"):
             continue
-        if before.get(name) != sig:
-            changed.append((sig[0], name))
-    for _, name in sorted(changed):
+        if name not in before:
+            created.append((sig[0], name))
+    for _, name in sorted(created):
         data = _read_image_file(os.path.join(workdir, name))
         if data is None:
             continue
@@ -514,7 +547,9 @@ def warm(module_names):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.figure
         plt.show = _show
+        _mark_saves(matplotlib.figure.Figure)
         fig, ax = plt.subplots()
         ax.plot([1, 2, 3], [4, 1, 9], label="x")
         ax.set_title("warm")
@@ -591,8 +626,14 @@ def run_job(codes):
             else:
                 status, error, limit = 1, _format_failure(exc), _limit_of(exc)
         exc = None
+        # Figures left open come back after a block that succeeded, except those it saved
+        # to a file; after a failure only what was shown and the files it wrote come back
+        # (both as the real service's recordings show). Either way they are closed.
         try:
-            _render_open_figures()
+            if status == 0:
+                _render_open_figures(skip_saved=True)
+            else:
+                _close_figures()
         except Exception as e:
             print(f"pyexecd: could not render a figure: {e}", file=sys.stderr)
         _collect_image_files(workdir, before)

@@ -204,6 +204,20 @@ class StateTest(ServerCase):
                                 "os.getcwd(), os.listdir('.'))")
         self.assertEqual(second, {"outcome": "OUTCOME_OK", "output": "False /root []\n"})
 
+    def test_fresh_globals_are_those_of_a_plain_script(self):
+        """A request's globals hold only what a fresh python3 script has (nothing of ours)."""
+        self.assert_ok_output("print(sorted(globals()))",
+                              "['__annotations__', '__builtins__', '__doc__', '__loader__', "
+                              "'__name__', '__package__', '__spec__']\n")
+
+    def test_site_builtins_present(self):
+        """help(), copyright, credits and license exist, as in an ordinary python3."""
+        res = self.result_of("help(len)\nprint(type(copyright).__name__, "
+                             "type(credits).__name__, type(license).__name__)")
+        self.assertEqual(res["outcome"], "OUTCOME_OK", res)
+        self.assertTrue(res["output"].startswith("Help on built-in function len"), res)
+        self.assertTrue(res["output"].endswith("_Printer _Printer _Printer\n"), res)
+
     def test_uniformly_indented_code_is_dedented(self):
         """Code whose lines all share leading indentation runs as if dedented."""
         self.assert_ok_output("    x = 1\n    print(x)\n    ", "1\n")
@@ -428,6 +442,58 @@ class ImagesTest(ServerCase):
         body = self.run_one("import matplotlib.pyplot as plt\nplt.plot([1, 2])\n"
                             "plt.savefig('a.png')\nplt.show()")
         self.assert_pngs(body, 2)
+
+    def test_savefig_alone_gives_one_png(self):
+        """savefig('a.png') without show gives one PNG (the file), not the figure as well."""
+        body = self.run_one("import matplotlib.pyplot as plt\nplt.figure(figsize=(3, 2))\n"
+                            "plt.plot([1, 2])\nplt.savefig('a.png', dpi=50)\nprint('saved')")
+        imgs = self.assert_pngs(body, 1)
+        self.assertEqual(png_size(imgs[0]["data"]), (150, 100))   # the file, at its own dpi
+
+    def test_unsaved_figure_still_returned_beside_saved_one(self):
+        """Of two open figures, the one saved to a file comes back as the file, the other rendered."""
+        body = self.run_one("import matplotlib.pyplot as plt\n"
+                            "plt.figure(figsize=(3, 2)); plt.plot([1]); plt.savefig('a.png')\n"
+                            "plt.figure(figsize=(4, 2)); plt.plot([2])")
+        imgs = self.assert_pngs(body, 2)
+        self.assertEqual(sorted(png_size(i["data"]) for i in imgs), [(300, 200), (400, 200)])
+
+    def test_figure_saved_to_memory_still_returned(self):
+        """savefig into a BytesIO is not a file: the figure left open still comes back."""
+        body = self.run_one("import io, matplotlib.pyplot as plt\nplt.plot([1])\n"
+                            "plt.savefig(io.BytesIO(), format='png')")
+        self.assert_pngs(body, 1)
+
+    def test_failed_block_returns_no_open_figure(self):
+        """A block that fails with a figure open (not shown) returns no image."""
+        body = self.run_one("import matplotlib.pyplot as plt\nplt.plot([1, 2])\n1/0")
+        self.assertEqual(results(body)[0]["outcome"], "OUTCOME_FAILED")
+        self.assertEqual(images(body), [])
+
+    def test_failed_block_returns_created_file(self):
+        """A block that saves a file and then fails returns that file, once."""
+        body = self.run_one("import matplotlib.pyplot as plt\nplt.plot([1, 2])\n"
+                            "plt.savefig('a.png')\n1/0")
+        self.assertEqual(results(body)[-1]["outcome"], "OUTCOME_FAILED")
+        self.assert_pngs(body, 1)
+
+    def test_figures_closed_after_each_block(self):
+        """A figure does not outlive its block: the next block starts with none open."""
+        body = self.server.run("import matplotlib.pyplot as plt\nplt.plot([1, 2])\n1/0",
+                               "import matplotlib.pyplot as plt\nprint(plt.get_fignums())")
+        per_block = blocks(body)
+        self.assertEqual(per_block[1][1], [{"outcome": "OUTCOME_OK", "output": "[]\n"}])
+        self.assertEqual([len(b[2]) for b in per_block], [0, 0])
+
+    def test_file_saved_over_existing_one_not_returned(self):
+        """A block that saves over a file an earlier block created returns no image."""
+        body = self.server.run(
+            "import matplotlib.pyplot as plt\nplt.plot([1]); plt.savefig('p.png')",
+            "import matplotlib.pyplot as plt\nplt.plot([2]); plt.savefig('p.png')\n"
+            "import os\nprint(os.path.getsize('p.png') > 0)")
+        per_block = blocks(body)
+        self.assertEqual([len(b[2]) for b in per_block], [1, 0])
+        self.assertEqual(per_block[1][1], [{"outcome": "OUTCOME_OK", "output": "True\n"}])
 
     def test_png_is_100_dpi(self):
         """A figsize (6, 4) figure comes back as a 600x400 PNG."""
