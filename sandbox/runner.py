@@ -603,6 +603,13 @@ def after_fork():
         numpy.random.seed()
     # Where the zygote keeps matplotlib's cache is the server's business (and covered).
     os.environ.pop("MPLCONFIGDIR", None)
+    # Python's own SIGINT handler, as an ordinary python3 has: an embedded interpreter
+    # leaves SIGINT at its default, which is ignored in a worker that is pid 1 of its
+    # namespace, so os.kill(os.getpid(), SIGINT) would do nothing instead of raising
+    # KeyboardInterrupt. (Set here, not in the zygote, which must not turn a Ctrl-C of
+    # the server into a Python exception.)
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_job(codes):

@@ -88,7 +88,8 @@ static const char *precheck_body(const char *s, size_t n)
 }
 
 /* Fields of one JSON object, matched by their camelCase or snake_case names. Each may
- * appear once; an unknown name is an error, as in proto3 JSON parsing. */
+ * appear once; an unknown name is an error, and a null value counts as absent (the
+ * field's default), as in proto3 JSON parsing. */
 struct field_spec {
     const char *camel, *snake;
 };
@@ -114,7 +115,8 @@ static enum px_result match_fields(const cJSON *obj, const struct field_spec *sp
             return errorf(msg, msglen, PX_INVALID_ARGUMENT,
                           "Invalid JSON payload received. Duplicate field \"%s\" at '%s'.",
                           c->string, path);
-        found[i] = c;
+        if (!cJSON_IsNull(c))
+            found[i] = c;
     }
     return PX_OK;
 }
@@ -223,7 +225,7 @@ static enum px_result parse_code(struct parse_state *st, const cJSON *obj, const
     if (!ec || !cJSON_AddStringToObject(ec, "language", "PYTHON") ||
         !cJSON_AddStringToObject(ec, "code", code->valuestring))
         return PX_NOMEM;
-    if (id) {
+    if (id && id->valuestring[0]) {   /* "" is the default: proto3 JSON leaves it out */
         cJSON *idj = cJSON_AddStringToObject(ec, "id", id->valuestring);
         if (!idj)
             return PX_NOMEM;
@@ -322,8 +324,10 @@ static enum px_result parse_part(struct parse_state *st, const cJSON *part, cons
     for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
         if (f[unsupported[i]])
             return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
-                          "Invalid value at '%s%s': not supported by the execute API (files "
-                          "go in inlineData parts).", path, part_fields[unsupported[i]].snake);
+                          "Invalid value at '%s%s': not supported by the execute API%s.",
+                          path, part_fields[unsupported[i]].snake,
+                          unsupported[i] == PF_FILE_DATA ? " (send files as inlineData parts)"
+                                                         : "");
     }
     int kinds = !!f[PF_EXECUTABLE_CODE] + !!f[PF_INLINE_DATA] + !!f[PF_TEXT];
     if (kinds != 1)

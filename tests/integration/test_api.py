@@ -65,6 +65,19 @@ class ApiTest(ServerTestCase):
         self.assertEqual(parts[3], {"codeExecutionResult": {
             "outcome": "OUTCOME_OK", "output": "a\n1\n\n", "id": "ab12cd34"}})
 
+    def test_null_and_empty_fields_are_defaults(self):
+        """proto3 JSON: null is a field's default, and an empty id is no id (none echoed)."""
+        for extra in ({"id": ""}, {"id": None}):
+            code = {"language": "PYTHON", "code": "print(5)", **extra}
+            status, body = self.server.execute({"role": None, "parts": [{"executableCode": code}]})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body, {"parts": [
+                {"executableCode": {"language": "PYTHON", "code": "print(5)"}},
+                {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "5\n"}}]})
+        status, body = self.server.execute({"executableCode": {"language": "PYTHON", "code": None}})
+        self.assertEqual(status, 400, body)
+        self.assertIn("code", body["error"]["message"])
+
     def test_language_as_enum_number(self):
         """proto3 JSON allows enums as numbers: 1 is PYTHON."""
         status, body = self.server.execute({"executableCode": {"language": 1, "code": "print(3)"}})

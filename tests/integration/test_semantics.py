@@ -338,6 +338,15 @@ class TracebackTest(ServerCase):
         self.assert_ok_output("import warnings\nwarnings.warn('careful')\n"
                               "import sys\nsys.stderr.write('err\\n')\nprint('x')", "x\n")
 
+    def test_sigint_to_self_raises_keyboard_interrupt(self):
+        """os.kill(os.getpid(), SIGINT) raises KeyboardInterrupt, as in a plain python3."""
+        body = self.run_one("import os, signal\nprint('a')\nos.kill(os.getpid(), signal.SIGINT)\n"
+                            "print('b')")
+        res = results(body)
+        self.assertEqual(res[0], {"outcome": "OUTCOME_OK", "output": "a\n"})
+        self.assertEqual(res[1]["outcome"], "OUTCOME_FAILED")
+        self.assertTrue(res[1]["output"].endswith('line 3, in <module>\nKeyboardInterrupt\n'), res)
+
     def test_exit_variants_end_block_ok_and_later_blocks_run(self):
         """exit(), sys.exit(), sys.exit(0) end the block OK; sys.exit(3) FAILED; later blocks run on."""
         body = self.server.run(

@@ -186,6 +186,31 @@ static void test_content(void)
     }
 }
 
+/* proto3 JSON: a null value is the field's default, as if it were absent. */
+static void test_null_fields(void)
+{
+    static const char *bodies[] = {
+        "{\"executableCode\":{\"language\":\"PYTHON\",\"code\":\"pass\",\"id\":null}}",
+        "{\"parts\":[" CODE("pass") ",{\"text\":\"t\",\"thought\":null}],\"role\":null}",
+        "{\"executableCode\":{\"language\":\"PYTHON\",\"code\":\"pass\",\"id\":\"\"}}",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        struct wire_execute *w;
+        struct exec_request req;
+        if (!parse_ok(bodies[i], strlen(bodies[i]), &w, &req)) {
+            CHECK(0);
+            continue;
+        }
+        CHECK(req.ncodes == 1);
+        release(w, &req);
+    }
+    /* ...so a null where a value is required is a missing value. */
+    INVALID("{\"executableCode\":{\"language\":\"PYTHON\",\"code\":null}}");
+    INVALID("{\"executableCode\":{\"language\":null,\"code\":\"x\"}}");
+    INVALID("{\"parts\":null}");
+    INVALID("{\"executableCode\":null}");
+}
+
 /* inlineData parts become input_file_N.ext, N counting inlineData parts only, the
  * extension from the MIME type whatever its case and parameters. */
 static void test_input_files(void)
@@ -616,6 +641,7 @@ int main(void)
     test_input_files();
     test_escaped_backslash_u0000();
     test_language_number();
+    test_null_fields();
     test_part_limit();
     test_input_bytes_limit();
     test_reject_malformed();
