@@ -373,6 +373,15 @@ static enum px_result parse_part(struct parse_state *st, const cJSON *part, cons
         if (!cJSON_IsString(f[PF_THOUGHT_SIGNATURE]))
             return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
                           "Invalid value at '%sthought_signature': expected a string.", path);
+        /* A bytes field: what is not base64 would be refused by the real API. */
+        const char *sig = f[PF_THOUGHT_SIGNATURE]->valuestring;
+        size_t sig_len;
+        unsigned char *dec = base64_decode(sig, strlen(sig), &sig_len);
+        if (!dec)
+            return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                          "Invalid value at '%sthought_signature' (TYPE_BYTES), Base64 "
+                          "decoding failed.", path);
+        free(dec);
         if (!cJSON_AddStringToObject(echo, "thoughtSignature",
                                      f[PF_THOUGHT_SIGNATURE]->valuestring))
             return PX_NOMEM;

@@ -211,6 +211,21 @@ static void test_null_fields(void)
     INVALID("{\"executableCode\":null}");
 }
 
+/* thoughtSignature is a bytes field: base64 or refused. */
+static void test_thought_signature(void)
+{
+    const char *ok = "{\"parts\":[{\"executableCode\":{\"language\":\"PYTHON\",\"code\":\"x\"},"
+                     "\"thoughtSignature\":\"c2lnbmF0dXJl\"}]}";
+    struct wire_execute *w;
+    struct exec_request req;
+    if (parse_ok(ok, strlen(ok), &w, &req))
+        release(w, &req);
+    else
+        CHECK(0);
+    INVALID_SAYING("{\"parts\":[{\"executableCode\":{\"language\":\"PYTHON\",\"code\":\"x\"},"
+                   "\"thoughtSignature\":\"not base64!\"}]}", "thought_signature");
+}
+
 /* inlineData parts become input_file_N.ext, N counting inlineData parts only, the
  * extension from the MIME type whatever its case and parameters. */
 static void test_input_files(void)
@@ -642,6 +657,7 @@ int main(void)
     test_escaped_backslash_u0000();
     test_language_number();
     test_null_fields();
+    test_thought_signature();
     test_part_limit();
     test_input_bytes_limit();
     test_reject_malformed();
