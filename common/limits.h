@@ -9,9 +9,11 @@
  * third, and JSON a little more. */
 #define LIMIT_BODY_BYTES            (28u * 1024 * 1024)
 
-/* Request bodies held in memory by all connections together: past it a request is
- * refused with 503 before its body is read. Eighteen bodies at the limit, far more than
- * the executions and queue can take at once. */
+/* Request body bytes received and held in memory by all connections together (counted as
+ * they arrive, not as declared). A request whose declared length does not fit in what is
+ * free is refused with 503 before its body is read; a connection whose bytes would take
+ * the total past it is closed. Eighteen bodies at the limit, far more than the executions
+ * and queue can take at once. */
 #define LIMIT_BODIES_IN_FLIGHT      (512u * 1024 * 1024)
 
 /* JSON values in a request body, counted before parsing: a request of LIMIT_PARTS parts
@@ -35,6 +37,14 @@
 #define LIMIT_OUTPUT_BYTES          (1024u * 1024)
 /* The most a policy may set it to: one block's output is held in memory twice over. */
 #define LIMIT_OUTPUT_BYTES_MAX      (64u * 1024 * 1024)
+
+/* Output text of one request, all blocks and streams together (at least one full block:
+ * three times the per-stream cap). 64 blocks each printing their 1 MiB to both streams
+ * would otherwise make a 200 MiB reply, and six times that once control characters are
+ * escaped for JSON; past the budget each block keeps only LIMIT_OUTPUT_BYTES_FLOOR bytes
+ * per stream, so its error still shows. */
+#define LIMIT_OUTPUT_BYTES_PER_REQUEST (4u * 1024 * 1024)
+#define LIMIT_OUTPUT_BYTES_FLOOR    4096
 
 /* Largest file a worker can write (RLIMIT_FSIZE), its capture files included: bounds
  * memory when C code writes to fd 1 behind Python's back. Twice the work dir, so filling
@@ -105,9 +115,12 @@
 /* Ended sessions remembered, so a late call can be told why its session is gone. */
 #define LIMIT_SESSION_TOMBSTONES    256
 
-/* Largest IPC frame between server, zygote and worker: a request's input files or a
- * block's images, with room for the framing. */
-#define LIMIT_IPC_FRAME_BYTES \
-    (LIMIT_IMAGES_PER_BLOCK * LIMIT_IMAGE_BYTES + 2 * LIMIT_OUTPUT_BYTES_MAX + 1024 * 1024)
+/* Largest IPC frame the server sends a worker: a request's input files and code, which
+ * decoded are no larger than the body that carried them, with room for the framing. */
+#define LIMIT_IPC_FRAME_BYTES       (LIMIT_BODY_BYTES + 1024u * 1024)
+
+/* Largest frame a starting worker may send (READY, or why its set-up failed): it is
+ * untrusted from the moment it forks, and the server buffers what it sends. */
+#define LIMIT_IPC_SETUP_FRAME_BYTES (64u * 1024)
 
 #endif

@@ -242,9 +242,10 @@ int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen)
         return -1;
     }
 
-    PyObject *args = Py_BuildValue("(zInnI)", opt->runner_file, opt->runner_line,
+    PyObject *args = Py_BuildValue("(zInnIn)", opt->runner_file, opt->runner_line,
                                    (Py_ssize_t)opt->output_cap, (Py_ssize_t)opt->image_cap,
-                                   opt->images_per_block);
+                                   opt->images_per_block,
+                                   (Py_ssize_t)opt->image_bytes_per_request);
     PyObject *res = args ? call_runner("setup", args) : NULL;
     Py_XDECREF(args);
     if (!res) {

@@ -12,6 +12,7 @@ struct pyembed_options {
     size_t output_cap;           /* bytes kept per block and stream */
     size_t image_cap;            /* bytes per returned image */
     unsigned images_per_block;
+    size_t image_bytes_per_request;   /* image bytes per job, all blocks together */
 };
 
 /* Starts the interpreter, imports and warms every library, freezes the heap for the GC.

@@ -37,6 +37,7 @@ _run_python = None
 # whether some were dropped for being over the limits.
 _block_images = []
 _images_dropped = False
+_job_image_bytes = 0   # image bytes reported so far in this job
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -60,13 +61,16 @@ def _make_run_python(filename, lineno):
     return ns["_run_python"]
 
 
-def setup(runner_file, runner_line, output_cap, image_cap, images_per_block):
+def setup(runner_file, runner_line, output_cap, image_cap, images_per_block,
+          image_bytes_per_request):
     """Called once in the zygote. runner_file None: no runner frame in tracebacks (the
     oldest recorded format)."""
-    global _OUTPUT_CAP, _IMAGE_CAP, _IMAGES_PER_BLOCK, _WITH_RUNNER_FRAME, _run_python
+    global _OUTPUT_CAP, _IMAGE_CAP, _IMAGES_PER_BLOCK, _IMAGE_BYTES_PER_REQUEST
+    global _WITH_RUNNER_FRAME, _run_python
     _OUTPUT_CAP = output_cap
     _IMAGE_CAP = image_cap
     _IMAGES_PER_BLOCK = images_per_block
+    _IMAGE_BYTES_PER_REQUEST = image_bytes_per_request
     _WITH_RUNNER_FRAME = runner_file is not None
     if runner_file is None:
         runner_file, runner_line = "<pyexecd runner>", 3
@@ -162,10 +166,14 @@ def _flush_streams():
 # --- images ----------------------------------------------------------------------------
 
 def _add_image(mime, data):
-    global _images_dropped
-    if len(_block_images) >= _IMAGES_PER_BLOCK or len(data) > _IMAGE_CAP:
+    """Keeps an image for the block's report, within the per-block count, the per-image
+    size and the request's budget (the server refuses a report larger than those allow)."""
+    global _images_dropped, _job_image_bytes
+    if (len(_block_images) >= _IMAGES_PER_BLOCK or len(data) > _IMAGE_CAP
+            or _job_image_bytes + len(data) > _IMAGE_BYTES_PER_REQUEST):
         _images_dropped = True
         return
+    _job_image_bytes += len(data)
     _block_images.append((mime, bytes(data)))
 
 
@@ -472,12 +480,19 @@ def _format_failure(exc):
         text = "".join(te.format())
     except BaseException:
         text = "".join(traceback.format_exception_only(type(exc), exc))
-    head = _safe_str(exc)
-    if len(head) > _OUTPUT_CAP:
-        head = head[:_OUTPUT_CAP]
-    if len(text) > _OUTPUT_CAP:
-        text = text[:_OUTPUT_CAP // 2] + "\n[traceback truncated]\n" + text[-_OUTPUT_CAP // 2:]
+    # At most one output cap of bytes each (the server sizes the frames it accepts on
+    # that): str(exc) cut at its end, the traceback in its middle.
+    head = _utf8_cut(_safe_str(exc), 0, _OUTPUT_CAP)
+    if len(text.encode("utf-8", "surrogatepass")) > _OUTPUT_CAP:
+        half = _OUTPUT_CAP // 2 - 32
+        text = (_utf8_cut(text, 0, half) + "\n[traceback truncated]\n"
+                + _utf8_cut(text, -half, None))
     return head + "\n" + text
+
+
+def _utf8_cut(s, start, stop):
+    """s's UTF-8 bytes [start:stop], as text (a character cut in two is dropped)."""
+    return s.encode("utf-8", "surrogatepass")[start:stop].decode("utf-8", "ignore")
 
 
 # --- the zygote and the worker ---------------------------------------------------------
@@ -615,7 +630,8 @@ def after_fork():
 def run_job(codes):
     """Runs the code blocks in order in __main__'s namespace (pickle finds classes the code
     defines there) and reports each through _pyexecd.block_done."""
-    global _block_images, _images_dropped
+    global _block_images, _images_dropped, _job_image_bytes
+    _job_image_bytes = 0
     scope = sys.modules["__main__"].__dict__
     workdir = os.getcwd()
     for index, code in enumerate(codes):

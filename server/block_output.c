@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/limits.h"
 #include "utf8.h"
 
 const char block_output_not_run_text[] =
@@ -146,6 +147,19 @@ static int set_entry(struct block_result *out, enum outcome outcome, struct text
     return 0;
 }
 
+/* Bytes the next stream of the block may keep, given what the block holds so far. */
+static size_t stream_cap(const struct block_output_input *in, const struct block_result *out,
+                         const struct text *t)
+{
+    size_t used = t->len;
+    for (size_t i = 0; i < out->nentries; i++)
+        used += out->entries[i].output_len;
+    size_t left = in->budget > used ? in->budget - used : 0;
+    size_t cap = left < in->cap ? left : in->cap;
+    size_t floor = LIMIT_OUTPUT_BYTES_FLOOR < in->cap ? LIMIT_OUTPUT_BYTES_FLOOR : in->cap;
+    return cap > floor ? cap : floor;
+}
+
 int block_output_build(struct block_result *out, const struct block_output_input *in,
                        int *truncated)
 {
@@ -157,12 +171,12 @@ int block_output_build(struct block_result *out, const struct block_output_input
 
     switch (in->end) {
     case BLOCK_END_OK:
-        append_capture(&t, &in->out, in->cap, in->out_truncated, truncated);
+        append_capture(&t, &in->out, stream_cap(in, out, &t), in->out_truncated, truncated);
         return set_entry(out, OUTCOME_OK, &t);
 
     case BLOCK_END_DEADLINE:
         /* What it printed before the kill: partial output, as the real service allows. */
-        append_capture(&t, &in->out, in->cap, in->out_truncated, truncated);
+        append_capture(&t, &in->out, stream_cap(in, out, &t), in->out_truncated, truncated);
         return set_entry(out, OUTCOME_DEADLINE_EXCEEDED, &t);
 
     case BLOCK_END_NOT_RUN:
@@ -173,14 +187,15 @@ int block_output_build(struct block_result *out, const struct block_output_input
     case BLOCK_END_CRASH:
         /* stdout printed before the failure: its own OK result first (split), or at the
          * head of the failure text (merge). */
-        append_capture(&t, &in->out, in->cap, in->out_truncated, truncated);
+        append_capture(&t, &in->out, stream_cap(in, out, &t), in->out_truncated, truncated);
         if (in->failed_stdout == FAILED_STDOUT_SPLIT && t.len > 0) {
             if (set_entry(out, OUTCOME_OK, &t) < 0)
                 return -1;
         }
         /* Then: stderr so far, str(exc), newline, traceback (or the crash reason). */
-        append_capture(&t, &in->err, in->cap, in->err_truncated, truncated);
-        append_utf8(&t, in->error_text ? in->error_text : "", in->error_len, in->cap,
+        append_capture(&t, &in->err, stream_cap(in, out, &t), in->err_truncated, truncated);
+        append_utf8(&t, in->error_text ? in->error_text : "", in->error_len,
+                    stream_cap(in, out, &t),
                     truncated);
         return set_entry(out, OUTCOME_FAILED, &t);
     }

@@ -40,6 +40,10 @@ struct block_output_input {
     const char *error_text;            /* EXCEPTION, CRASH: UTF-8 (borrowed) */
     size_t error_len;
     size_t cap;                        /* bytes kept per stream */
+    /* Bytes the block may keep over all its streams (what is left of the request's
+     * output budget); each stream keeps at least LIMIT_OUTPUT_BYTES_FLOOR (or cap, if
+     * that is smaller), so an error always shows. */
+    size_t budget;
     enum failed_stdout failed_stdout;
 };
 

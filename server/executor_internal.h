@@ -99,6 +99,7 @@ struct job {
     struct exec_result *res;
     size_t block;             /* index of the running block */
     size_t image_bytes;       /* images kept so far (LIMIT_IMAGE_BYTES_PER_REQUEST) */
+    size_t output_bytes;      /* output text kept so far (LIMIT_OUTPUT_BYTES_PER_REQUEST) */
     off_t out_mark, err_mark; /* capture offsets where the running block began */
     int64_t deadline;
     int64_t queued_at;

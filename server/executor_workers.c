@@ -19,8 +19,19 @@
 #include "../sandbox/block_report.h"
 #include "executor_internal.h"
 
+/* The largest frame a busy worker may send: a block report holds the error text (the
+ * runner keeps at most one output cap each of str(exc) and the traceback) and the images
+ * (the runner keeps to the request's budget), plus framing. The server buffers a frame
+ * whole, so this bounds what a hostile worker can make it hold. */
+static uint32_t busy_frame_limit(void)
+{
+    size_t n = (size_t)LIMIT_IMAGE_BYTES_PER_REQUEST + 2 * ex.cfg.output_bytes + 1024 * 1024;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 /* Moves w to state s, keeping the pool's counters (idle, starting, running) right;
- * session workers are counted by the sessions. */
+ * session workers are counted by the sessions. Also sets how large a frame w may send
+ * in that state: nothing at all while it waits for a job. */
 void worker_set_state(struct worker *w, enum worker_state s)
 {
     switch (w->state) {
@@ -36,6 +47,8 @@ void worker_set_state(struct worker *w, enum worker_state s)
     case W_BUSY: ex.running++; break;
     default: break;
     }
+    w->rd.max_frame = s == W_STARTING ? LIMIT_IPC_SETUP_FRAME_BYTES
+                    : worker_busy(w) ? busy_frame_limit() : 0;
 }
 
 void worker_kill(struct worker *w)
@@ -165,6 +178,15 @@ static off_t clamp_end(int fd, off_t mark, int64_t reported)
     return end < mark ? mark : end;
 }
 
+/* What is left of the request's output budget (at least one full block's worth). */
+static size_t request_output_left(const struct job *job)
+{
+    size_t budget = LIMIT_OUTPUT_BYTES_PER_REQUEST;
+    if (budget < 3 * ex.cfg.output_bytes)
+        budget = 3 * ex.cfg.output_bytes;   /* stdout, stderr and the error of one block */
+    return job->output_bytes < budget ? budget - job->output_bytes : 0;
+}
+
 /* Builds the running block's result from the capture files and the given ending.
  * out_report/err_report: the worker's report, or -1 for "whatever is there now". */
 static int worker_finish_block(struct worker *w, enum block_end end, const char *error,
@@ -185,11 +207,15 @@ static int worker_finish_block(struct worker *w, enum block_end end, const char 
         .error_text = error,
         .error_len = error_len,
         .cap = ex.cfg.output_bytes,
+        .budget = request_output_left(job),
         .failed_stdout = ex.cfg.failed_stdout,
     };
     int truncated = 0;
-    if (block_output_build(&job->res->blocks[job->block], &in, &truncated) < 0)
+    struct block_result *b = &job->res->blocks[job->block];
+    if (block_output_build(b, &in, &truncated) < 0)
         return -1;
+    for (size_t i = 0; i < b->nentries; i++)
+        job->output_bytes += b->entries[i].output_len;
     if (truncated)
         job_limit_hit(job, LIMIT_HIT_OUTPUT);
     job->out_mark = out_end;
@@ -406,6 +432,21 @@ static void handle_block_done(struct worker *w, const unsigned char *p, uint32_t
     job->deadline = ex_now_ms() + ex.cfg.deadline_ms;   /* each block has its own deadline */
 }
 
+/* Copies what a worker sent into buf for the log: printable ASCII kept, anything else
+ * (newlines, escape sequences, other bytes) as \xNN, cut to fit. A worker is untrusted
+ * from its fork on, and must not be able to forge lines of the server's log. */
+static void log_safe_copy(char *buf, size_t size, const unsigned char *p, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < size; i++) {
+        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
+            buf[o++] = (char)p[i];
+        else
+            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", p[i]);
+    }
+    buf[o] = '\0';
+}
+
 static void handle_worker_frame(struct worker *w, uint32_t type, const unsigned char *p,
                                 uint32_t len)
 {
@@ -419,16 +460,21 @@ static void handle_worker_frame(struct worker *w, uint32_t type, const unsigned 
         ex.layers_known = 1;
         worker_set_state(w, W_IDLE);
         return;
-    case IPC_W_SETUP_FAILED:
-        fprintf(stderr, "pyexecd: worker %d could not sandbox itself: %.*s\n", (int)w->pid,
-                (int)(len > 400 ? 400 : len), (const char *)p);
+    case IPC_W_SETUP_FAILED: {
+        /* Only a worker still setting up can fail its set-up; from any other it is the
+         * code talking, and neither its text nor the counter may be believed. */
+        if (w->state != W_STARTING) {
+            worker_protocol_error(w, "unexpected SETUP_FAILED");
+            return;
+        }
+        char why[401];
+        log_safe_copy(why, sizeof(why), p, len);
+        fprintf(stderr, "pyexecd: worker %d could not sandbox itself: %s\n", (int)w->pid, why);
         ex.setup_failures++;
         ex.spawn_retry_at = ex_now_ms() + SPAWN_RETRY_MS;
-        if (worker_busy(w))
-            worker_protocol_error(w, "SETUP_FAILED while busy");
-        else
-            worker_discard(w);
+        worker_discard(w);
         return;
+    }
     case IPC_W_BLOCK_DONE:
         if (!worker_busy(w) || !w->job) {
             worker_protocol_error(w, "block report without a job");
@@ -494,9 +540,15 @@ void worker_read(struct worker *w)
         ssize_t n = ipc_reader_fill(&w->rd, w->sock);
         if (n > 0) {
             drain_frames(w);
-            ipc_reader_shrink(&w->rd);
             if (w->state == W_DEAD || w->sock < 0)
                 return;
+            /* A worker waiting for a job has nothing to say: bytes from it are the code
+             * (a thread left running in a session) writing to the socket. */
+            if ((w->state == W_IDLE || w->state == W_SESSION_IDLE) && w->rd.len > 0) {
+                worker_protocol_error(w, "sent data while waiting for a job");
+                return;
+            }
+            ipc_reader_shrink(&w->rd);
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 struct http_exchange {
@@ -17,9 +18,10 @@ struct http_exchange {
     char *path;
     char *body;                 /* NUL-terminated */
     size_t body_len, body_cap;
-    size_t counted;             /* bytes counted against LIMIT_BODIES_IN_FLIGHT */
+    size_t held;                /* body bytes counted in bodies_in_flight */
     int too_large;
-    int overloaded;             /* refused: too many request bodies held at once */
+    int overloaded;             /* refused: its declared body does not fit in the budget */
+    const char *framing_error;  /* refused: ambiguous body framing (why; static) */
     int dispatched;             /* the handler has been called */
 
     pthread_mutex_t lock;       /* guards the fields below */
@@ -31,7 +33,8 @@ struct http_exchange {
     void *produce_ctx;
 };
 
-/* Request bodies held by all connections together. */
+/* Request body bytes received and held by all connections together: never more than
+ * LIMIT_BODIES_IN_FLIGHT. */
 static atomic_size_t bodies_in_flight;
 
 static struct MHD_Daemon *daemon_;
@@ -62,6 +65,11 @@ int http_exchange_body_too_large(const struct http_exchange *ex)
 int http_exchange_overloaded(const struct http_exchange *ex)
 {
     return ex->overloaded;
+}
+
+const char *http_exchange_framing_error(const struct http_exchange *ex)
+{
+    return ex->framing_error;
 }
 
 /* A response for a JSON body (taken over; NULL when out of memory). */
@@ -138,17 +146,67 @@ static enum MHD_Result reply_or_wait(struct http_exchange *ex)
     }
     if (!resp)
         return MHD_NO;
+    /* After a request whose body's end is in doubt, the bytes that follow are not a
+     * request: close the connection rather than read them as one. */
+    if (ex->framing_error &&
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
     enum MHD_Result ret = MHD_queue_response(ex->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
-/* Counts n more body bytes against the shared budget; 0 when that would exceed it. */
-static int count_body(struct http_exchange *ex, size_t n)
+/* Whether a body of `declared` bytes fits in what the budget has free now. Nothing is
+ * reserved: bytes are counted as they arrive (hold_body). */
+static int body_fits(unsigned long long declared)
 {
-    size_t now = atomic_fetch_add(&bodies_in_flight, n);
-    ex->counted += n;
-    return now + n <= LIMIT_BODIES_IN_FLIGHT;
+    return declared <= LIMIT_BODIES_IN_FLIGHT - atomic_load(&bodies_in_flight);
+}
+
+/* Counts n more received body bytes against the shared budget; 0 (counting nothing)
+ * when that would take it past LIMIT_BODIES_IN_FLIGHT. */
+static int hold_body(struct http_exchange *ex, size_t n)
+{
+    size_t held = atomic_load(&bodies_in_flight);
+    do {
+        if (n > LIMIT_BODIES_IN_FLIGHT - held)
+            return 0;
+    } while (!atomic_compare_exchange_weak(&bodies_in_flight, &held, held + n));
+    ex->held += n;
+    return 1;
+}
+
+struct framing_headers {
+    unsigned content_length, transfer_encoding;
+};
+
+static enum MHD_Result count_framing_header(void *cls, enum MHD_ValueKind kind,
+                                            const char *key, const char *value)
+{
+    struct framing_headers *f = cls;
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        f->content_length++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        f->transfer_encoding++;
+    return MHD_YES;
+}
+
+/* Why the request's body framing is ambiguous, or NULL. libmicrohttpd takes the first of
+ * two Content-Lengths, and Transfer-Encoding over Content-Length; a proxy in front may
+ * choose otherwise and take the rest of the body for a second request (smuggling). */
+static const char *framing_error(struct MHD_Connection *conn)
+{
+    struct framing_headers f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing_header, &f);
+    if (f.content_length > 1)
+        return "The request has more than one Content-Length header.";
+    if (f.content_length && f.transfer_encoding)
+        return "The request has both Content-Length and Transfer-Encoding headers.";
+    return NULL;
 }
 
 static enum MHD_Result dispatch(struct http_exchange *ex)
@@ -180,8 +238,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *con_cls = ex;
         if (!ex->method || !ex->path)
             return MHD_NO;
+        /* A request whose body's end is in doubt is refused before reading any of it (and
+         * its connection closed after the reply). */
+        ex->framing_error = framing_error(conn);
+        if (ex->framing_error)
+            return dispatch(ex);
         /* A declared length over the limit is refused before reading any of it; so is one
-         * the server cannot hold now. */
+         * that does not fit in what the budget has free now. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
@@ -189,7 +252,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             ex->too_large = 1;
             return dispatch(ex);
         }
-        if (!count_body(ex, (size_t)declared)) {
+        if (!body_fits(declared)) {
             ex->overloaded = 1;
             return dispatch(ex);
         }
@@ -201,9 +264,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_data_size = 0;
         if (ex->too_large || ex->dispatched)
             return MHD_YES;
-        if (ex->body_len + n > options.max_body ||
-            (ex->body_len + n > ex->counted && !count_body(ex, ex->body_len + n - ex->counted))) {
-            /* Chunked bodies have no declared length: we learn it here, mid-upload,
+        if (ex->body_len + n > options.max_body || !hold_body(ex, n)) {
+            /* A chunked body has no declared length, and the budget is shared with the
+             * bodies arriving on other connections: either can run out here, mid-upload,
              * where a reply cannot be queued. Close the connection. */
             ex->too_large = 1;
             free(ex->body);
@@ -237,7 +300,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)code;
     if (!ex)
         return;
-    atomic_fetch_sub(&bodies_in_flight, ex->counted);
+    atomic_fetch_sub(&bodies_in_flight, ex->held);
     if (ex->response)
         MHD_destroy_response(ex->response);
     pthread_mutex_destroy(&ex->lock);

@@ -9,10 +9,13 @@
 
 struct http_exchange;   /* one request and its reply; owned by the HTTP layer */
 
-/* Called once per request, on an HTTP thread, after the whole body arrived (or at once
- * when its declared length is over the limit, or the server holds too many bodies; a
- * chunked body that grows past the limit closes the connection instead). Must lead to exactly one http_exchange_reply, now or later
- * from any thread; until then the connection waits without holding a thread. */
+/* Called once per request, on an HTTP thread, after the whole body arrived (or at once,
+ * before any of it is read, when its framing is ambiguous, its declared length is over
+ * the limit, or it does not fit in what LIMIT_BODIES_IN_FLIGHT has free; a chunked body
+ * that grows past the limit, or a body whose bytes would take all the bodies held past
+ * LIMIT_BODIES_IN_FLIGHT, closes the connection instead). Must lead to exactly one
+ * http_exchange_reply, now or later from any thread; until then the connection waits
+ * without holding a thread. */
 typedef void (*http_handler_fn)(struct http_exchange *ex);
 
 struct http_server_options {
@@ -40,9 +43,15 @@ const char *http_exchange_body(const struct http_exchange *ex, size_t *len);
 /* Nonzero when the body was over max_body (and was not kept). */
 int http_exchange_body_too_large(const struct http_exchange *ex);
 
-/* Nonzero when the body was refused unread because the request bodies held by all
- * connections would pass LIMIT_BODIES_IN_FLIGHT (the handler answers 503). */
+/* Nonzero when the body was refused unread because its declared length is more than
+ * LIMIT_BODIES_IN_FLIGHT less the body bytes all connections hold now (the handler
+ * answers 503). */
 int http_exchange_overloaded(const struct http_exchange *ex);
+
+/* Why the request was refused unread for ambiguous body framing (Content-Length more than
+ * once, or with Transfer-Encoding), or NULL. The handler answers 400 with this message;
+ * the connection is closed after the reply, so what follows is never read as a request. */
+const char *http_exchange_framing_error(const struct http_exchange *ex);
 
 /* Sends the reply: status, a JSON body (malloc'd; ownership passes to the HTTP layer,
  * which frees it), and an Allow header when allow is not NULL. A NULL body means the

@@ -137,6 +137,7 @@ static int run_zygote(const struct config *c)
             .output_cap = policy.limits.output_bytes,
             .image_cap = LIMIT_IMAGE_BYTES,
             .images_per_block = LIMIT_IMAGES_PER_BLOCK,
+            .image_bytes_per_request = LIMIT_IMAGE_BYTES_PER_REQUEST,
         },
     };
     return zygote_main(&z);

@@ -245,6 +245,11 @@ void routes_handle(struct http_exchange *ex)
     const char *method = http_exchange_method(ex);
     const struct route *path_match = NULL;
 
+    const char *framing = http_exchange_framing_error(ex);
+    if (framing) {
+        reply_error(ex, PX_INVALID_ARGUMENT, framing, NULL);
+        return;
+    }
     if (http_exchange_body_too_large(ex)) {
         char msg[128];
         snprintf(msg, sizeof(msg), "The request body is larger than %zu bytes.",

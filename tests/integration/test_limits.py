@@ -79,46 +79,152 @@ class BodyLimitTest(ServerTestCase):
         self.assertEqual(status, 400, body)
         self.assertIn("more JSON values", body["error"]["message"])
 
-    def test_bodies_in_flight(self):
-        """Declared bodies up to LIMIT_BODIES_IN_FLIGHT are accepted; a byte more is 503 at once."""
-        budget = LIMITS["LIMIT_BODIES_IN_FLIGHT"]
-        largest = LIMITS["LIMIT_BODY_BYTES"]
-        sizes = [largest] * (budget // largest)
-        if budget % largest:
-            sizes.append(budget % largest)
-        socks = []
+    # --- request bodies held at once: bytes received, not lengths declared -------------
 
-        def announce(size):
-            s = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
-            s.sendall(b"POST /v1/execute HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
-            socks.append(s)
-            return s
+    def upload(self, declared, send=0, body=None):
+        """A connection POSTing /v1/execute with a body of `declared` bytes, of which it
+        sends the first `send` (taken from body, a bytes-like of at least that many)."""
+        s = socket.create_connection(("127.0.0.1", self.server.port), timeout=30)
+        self.addCleanup(s.close)
+        s.sendall(b"POST /v1/execute HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                  % declared)
+        if send:
+            s.sendall(body[:send])
+        return s
 
+    @staticmethod
+    def waiting(s):
+        """True when the server neither answered nor closed s: it waits for more body."""
+        s.setblocking(False)
         try:
-            for size in sizes:   # the bodies are announced, never sent: the budget is full
-                announce(size)
-            time.sleep(0.5)
-            for s in socks:      # none of them was refused
-                s.setblocking(False)
-                with self.assertRaises(BlockingIOError):
-                    s.recv(1)
-                s.setblocking(True)
-            over = announce(1)
-            over.settimeout(10)
-            reply = over.recv(65536).decode("latin-1")
-            self.assertTrue(reply.startswith("HTTP/1.1 503"), reply[:200])
-            self.assertIn('"status":"UNAVAILABLE"', reply)
+            s.recv(1)
+            return False            # a reply, or the end of the connection
+        except BlockingIOError:
+            return True
+        except ConnectionError:
+            return False
         finally:
-            for s in socks:
-                s.close()
-        # Once they are gone, the budget is free again.
+            s.setblocking(True)
+
+    @staticmethod
+    def read_all(s, timeout=10):
+        """What the server sends on s until it closes it; None when it is still open after
+        timeout seconds."""
+        s.settimeout(timeout)
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return data
+                data += chunk
+        except ConnectionError:
+            return data
+        except socket.timeout:
+            return None
+
+    def refused_unread(self, declared, timeout=20):
+        """Waits until a request declaring `declared` bytes is refused as soon as its
+        headers arrive (the bodies sent before it are then all received), and returns that
+        reply. A request that is accepted instead holds nothing; it is closed and the next
+        one tried."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.upload(declared)
+            s.settimeout(0.5)
+            try:
+                reply = s.recv(65536).decode("latin-1")
+            except socket.timeout:
+                reply = None        # accepted: waiting for its body
+            s.close()
+            if reply is not None:
+                return reply
+            time.sleep(0.1)
+        self.fail(f"a request declaring {declared} bytes was never refused")
+
+    def assert_unavailable(self, reply):
+        self.assertTrue(reply.startswith("HTTP/1.1 503"), reply[:200])
+        self.assertIn('"status":"UNAVAILABLE"', reply)
+        self.assertIn("too many request bodies", reply)
+
+    def assert_budget_free(self):
+        """Once the bodies are gone, a normal request runs again."""
         deadline = time.time() + 10
         while True:
             status, body = self.server.execute(code_part("print('free')"))
             if status == 200 or time.time() > deadline:
                 break
             time.sleep(0.2)
+        self.assertEqual(status, 200, body)
         self.assertEqual(results(body)[0]["output"], "free\n")
+
+    def test_bodies_in_flight(self):
+        """Bodies holding LIMIT_BODIES_IN_FLIGHT received bytes stay open; a request that
+        does not fit in what is free is 503 at once, one that fits is accepted, and a byte
+        that would take the total one past the limit closes the connection that sent it."""
+        budget = LIMITS["LIMIT_BODIES_IN_FLIGHT"]
+        largest = LIMITS["LIMIT_BODY_BYTES"]
+        # Bodies each sent but for their last byte, holding exactly `budget` bytes together.
+        held = [largest - 1] * (budget // (largest - 1))
+        if budget % (largest - 1):
+            held.append(budget % (largest - 1))
+        self.assertEqual(sum(held), budget)
+        self.assertLessEqual(held[-1] + 1, largest)
+        filler = memoryview(b" " * largest)
+
+        # All but the last byte of each, and one byte less of the last body: budget - 1.
+        socks = [self.upload(h + 1, h, filler) for h in held[:-1]]
+        last = self.upload(held[-1] + 1, held[-1] - 1, filler)
+        socks.append(last)
+        # 2 bytes do not fit in the 1 left: refused at once (which also says every byte
+        # sent so far has been received and counted).
+        self.assert_unavailable(self.refused_unread(2))
+        # 1 byte fits: accepted, it waits for its body.
+        fits = self.upload(1)
+        time.sleep(0.5)
+        self.assertTrue(self.waiting(fits), "a request that fits was refused")
+
+        # The last body's next byte: exactly `budget` bytes held, and nothing more fits.
+        last.sendall(b" ")
+        self.assert_unavailable(self.refused_unread(1))
+        for i, s in enumerate(socks):
+            self.assertTrue(self.waiting(s), f"body {i} was refused")
+        self.assertTrue(self.waiting(fits))
+
+        # One byte more: the accepted request's byte closes its connection, unanswered
+        # (nothing was reserved for it) ...
+        fits.sendall(b" ")
+        self.assertEqual(self.read_all(fits), b"")
+        self.assert_unavailable(self.refused_unread(1))   # its byte was not counted
+        # ... and so does the last byte of a body that had been held all along.
+        socks[0].sendall(b" ")
+        self.assertEqual(self.read_all(socks[0]), b"")
+        for i, s in enumerate(socks[1:], 1):
+            self.assertTrue(self.waiting(s), f"body {i} was refused")
+
+        for s in socks:
+            s.close()
+        self.assert_budget_free()
+
+    def test_declared_bodies_hold_nothing(self):
+        """Connections that declare large bodies and trickle them in hold only what they
+        sent: more of them than LIMIT_BODIES_IN_FLIGHT could hold declared in full do not
+        keep a normal request out."""
+        budget = LIMITS["LIMIT_BODIES_IN_FLIGHT"]
+        largest = LIMITS["LIMIT_BODY_BYTES"]
+        count = budget // largest + 1     # their declared lengths add up past the budget
+        self.assertGreater(count * largest, budget)
+        socks = [self.upload(largest, 1, b" ") for _ in range(count)]
+        time.sleep(0.5)
+        for i, s in enumerate(socks):
+            self.assertTrue(self.waiting(s), f"upload {i} was refused")
+        status, body = self.server.execute(code_part("print('not blocked')"), timeout=30)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(results(body)[0]["output"], "not blocked\n")
+        for i, s in enumerate(socks):   # and they are still being received
+            self.assertTrue(self.waiting(s), f"upload {i} was refused")
+        for s in socks:
+            s.close()
 
 
 class QueueWaitTest(ServerTestCase):

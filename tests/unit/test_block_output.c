@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "common/limits.h"
 #include "server/block_output.h"
 #include "server/job.h"
 #include "server/utf8.h"
@@ -343,6 +344,36 @@ static void test_worker_truncated(void)
     free_result(&r);
 }
 
+/* The block's budget (what is left of the request's): streams take from it in order, and
+ * one whose share is gone still keeps LIMIT_OUTPUT_BYTES_FLOOR. */
+static void test_budget(void)
+{
+    enum { CAP = 3 * LIMIT_OUTPUT_BYTES_FLOOR };
+    static char out[CAP + 1], err[CAP + 1];
+    memset(out, 'o', CAP);
+    memset(err, 'e', CAP);
+    struct block_result r;
+    /* At the budget: both streams whole. */
+    struct block_output_input in = input(BLOCK_END_EXCEPTION, out, err);
+    in.cap = CAP;
+    in.budget = 2 * CAP;
+    CHECK(build(&r, &in, 2, 0));
+    CHECK(r.nentries == 2 && r.entries[0].output_len == CAP);
+    CHECK(r.nentries == 2 && r.entries[1].output_len == CAP);
+    free_result(&r);
+    /* Past it: stdout whole, stderr cut to what is left, the error kept to the floor. */
+    in = input(BLOCK_END_EXCEPTION, out, err);
+    in.cap = CAP;
+    in.budget = CAP + LIMIT_OUTPUT_BYTES_FLOOR + 10;
+    in.error_text = err;
+    in.error_len = CAP;
+    CHECK(build(&r, &in, 2, 1));
+    CHECK(r.nentries == 2 && r.entries[0].output_len == CAP);
+    CHECK(r.nentries == 2 && r.entries[1].output_len > LIMIT_OUTPUT_BYTES_FLOOR + 10 &&
+          r.entries[1].output_len < 2 * LIMIT_OUTPUT_BYTES_FLOOR + 10 + 200);
+    free_result(&r);
+}
+
 int main(void)
 {
     test_ok();
@@ -355,5 +386,6 @@ int main(void)
     test_invalid_utf8();
     test_nul_kept();
     test_worker_truncated();
+    test_budget();
     return check_done();
 }
