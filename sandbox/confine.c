@@ -274,13 +274,17 @@ int confine_apply(const struct confine_config *c, unsigned *applied, char *err, 
         return fail(err, errlen, "setting the host name");
 
     /* 5. Resource limits, hard and soft alike so the code cannot raise them back. The
-     *    address-space limit makes a memory bomb a clean MemoryError. */
+     *    address-space limit makes a memory bomb a clean MemoryError. RLIMIT_CORE is 1, not
+     *    0: the kernel ignores the limit when core_pattern pipes dumps to a program
+     *    (systemd-coredump, apport), except that 1 aborts the dump, and a dump to a file
+     *    needs a page; the code can make itself dumpable again, so this is what keeps its
+     *    memory from a root helper on such hosts. */
     const struct policy_limits *l = c->limits;
     if (set_limit(RLIMIT_AS, mapped_bytes() + l->address_space_mib * MIB) < 0 ||
         set_limit(RLIMIT_CPU, l->cpu_seconds) < 0 ||
         set_limit(RLIMIT_FSIZE, l->file_size_mib * MIB) < 0 ||
         set_limit(RLIMIT_NOFILE, l->open_files) < 0 ||
-        set_limit(RLIMIT_NPROC, l->threads) < 0 || set_limit(RLIMIT_CORE, 0) < 0)
+        set_limit(RLIMIT_NPROC, l->threads) < 0 || set_limit(RLIMIT_CORE, 1) < 0)
         return fail(err, errlen, "setting resource limits");
     layers |= ISO_RLIMITS;
 
