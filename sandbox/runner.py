@@ -21,6 +21,7 @@ import io
 import json
 import linecache
 import os
+import signal
 import sys
 import textwrap
 import traceback
@@ -623,7 +624,6 @@ def after_fork():
     # namespace, so os.kill(os.getpid(), SIGINT) would do nothing instead of raising
     # KeyboardInterrupt. (Set here, not in the zygote, which must not turn a Ctrl-C of
     # the server into a Python exception.)
-    import signal
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
