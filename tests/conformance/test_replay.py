@@ -10,6 +10,10 @@ and compares what comes back (../shared/conformance, fields described at the end
 - test_3: the non-deterministic cases, by shape only (outcome, exception type, presence of
   output, image count). Differences are reported; only an outcome difference of a case that
   needs no unavailable file, no library or name we lack, fails.
+- test_5: the turns whose input files the recordings describe but do not hold (housing
+  CSVs, a photo), replayed with stand-ins of the same names, columns and sizes
+  (synthetic_inputs.py): the shape of every block must be the recorded one, image counts
+  included, except the differences listed in KNOWN_STAND_IN_DIFFERENCES.
 
 One server for the whole file. Each case is a subTest named by its turn_id / id. A summary
 table is printed at the end.
@@ -18,6 +22,7 @@ Run: PYEXECD_BIN=build/pyexecd python3 tests/conformance/test_replay.py -v
 """
 
 import ast
+import base64
 import builtins
 import json
 import os
@@ -31,6 +36,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "integration"))
 
 from harness import Server, code_part, images, results  # noqa: E402
+from synthetic_inputs import stand_in  # noqa: E402
 
 DATA_DIR = os.path.join(REPO_ROOT, "..", "shared", "conformance")
 TURNS_FILE = "gemini_turns.jsonl"
@@ -41,6 +47,19 @@ SINGLES_FILE = "gemini_recorded.jsonl"
 # differs, so a case that starts matching must be removed from here. Empty: with the
 # exclusions below, every compared deterministic case matches exactly.
 KNOWN_DIFFERENCES = {}
+
+# Shape differences of turns replayed with stand-in input files (test_5), {"turn block N
+# key": reason}. All three are older backends behaving otherwise than current ones (the
+# behaviour gemini-wire.md describes and pyexecd follows). A listed difference that stops
+# differing fails the test, so the list stays true.
+KNOWN_STAND_IN_DIFFERENCES = {
+    "t-0061 block 1 output": "2025-02 backend returned stderr warnings on success; current "
+                             "recordings do not (gemini-wire.md)",
+    "t-0080 block 1 images": "2025-04 backend returned no image for plt.show() (t-0081 too); "
+                             "earlier and later ones return the shown figure",
+    "t-0081 block 1 images": "2025-04 backend returned no image for plt.show(); earlier and "
+                             "later ones return the shown figure",
+}
 
 # Seconds per replay request: the slowest recorded turn (t-0162, a sympy session of 11
 # blocks) takes about 26 s here; each block has its own 30 s deadline.
@@ -122,7 +141,7 @@ class Case:
     result entries [(outcome, output or None)] and image count."""
 
     def __init__(self, case_id, source_file, deterministic, transcript, blocks, notes,
-                 input_files):
+                 input_files, input_specs=()):
         self.id = case_id
         self.source_file = source_file
         self.deterministic = deterministic
@@ -130,6 +149,7 @@ class Case:
         self.blocks = blocks           # [{"code", "entries", "images"}]
         self.notes = notes or ""
         self.input_files = input_files  # names of the files the user uploaded
+        self.input_specs = list(input_specs)  # their descriptions: name, mime, origin
 
     @property
     def codes(self):
@@ -184,7 +204,8 @@ def turn_cases(rows):
             blocks.append({"code": b["code"], "entries": entries, "images": b["images"]})
         files = [f.get("name", "?") for f in row["input_files"] or []]
         cases.append(Case(row["turn_id"], TURNS_FILE, row["deterministic"],
-                          row["recorded"] == "transcript", blocks, row.get("notes"), files))
+                          row["recorded"] == "transcript", blocks, row.get("notes"), files,
+                          row["input_files"] or []))
     return cases
 
 
@@ -318,9 +339,13 @@ class ReplayTest(unittest.TestCase):
             raise AssertionError(f"module probe failed: {reply}")
         return json.loads(entries[0]["output"])
 
-    def replay(self, case):
-        status, body = self.server.execute({"parts": [code_part(c) for c in case.codes]},
-                                           timeout=REQUEST_TIMEOUT)
+    def replay(self, case, files=()):
+        """Runs the case's blocks in one request, after inlineData parts for `files`
+        [(mime, bytes)]; returns per_block's list."""
+        parts = [{"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}}
+                 for mime, data in files]
+        parts += [code_part(c) for c in case.codes]
+        status, body = self.server.execute({"parts": parts}, timeout=REQUEST_TIMEOUT)
         self.assertEqual(status, 200, f"{case.id}: HTTP {status}: {clip(body)}")
         return per_block(body, len(case.blocks))
 
@@ -451,6 +476,64 @@ class ReplayTest(unittest.TestCase):
                     stats["matched"] += 1
                 if outcome_diffs and not excluded:
                     self.fail("outcome differs from the recording:\n" + "\n".join(outcome_diffs))
+
+    # --- recorded turns with stand-in input files: shape, images included -------------
+
+    def test_5_stand_in_inputs(self):
+        """Turns whose input files are described but not held, replayed with stand-ins:
+        every block's shape (outcome, exception, output present, image count) as recorded,
+        but for KNOWN_STAND_IN_DIFFERENCES."""
+        section = "stand-in input files (shape)"
+        stats = self.stats[section]
+        made = {}
+        seen_known = set()
+        blocks_compared = 0
+        for case in self.turns:
+            if not case.input_specs:
+                continue
+            files = []
+            for spec in case.input_specs:
+                origin = spec.get("origin", "")
+                if origin not in made:
+                    made[origin] = stand_in(origin, self.server)
+                files.append(made[origin])
+            if None in files:
+                self.exclude(section, case, ("no stand-in for its input file",
+                                             case.input_specs[0].get("name", "?")))
+                continue
+            with self.subTest(case.id):
+                stats["compared"] += 1
+                for spec, (mime, _) in zip(case.input_specs, files):
+                    self.assertEqual(spec.get("mime"), mime, case.id)
+                got = self.replay(case, files)
+                diffs = []
+                for i, (want, have) in enumerate(zip(case.blocks, got)):
+                    blocks_compared += 1
+                    ws = shape(want["entries"], want["images"])
+                    hs = shape(have["entries"], have["images"])
+                    for key in ws:
+                        name = f"{case.id} block {i} {key}"
+                        if ws[key] == hs[key]:
+                            if name in KNOWN_STAND_IN_DIFFERENCES:
+                                self.fail(f"{name} now matches: remove it from "
+                                          f"KNOWN_STAND_IN_DIFFERENCES")
+                            continue
+                        line = f"{name}: recorded {ws[key]!r}, pyexecd {hs[key]!r}"
+                        if name in KNOWN_STAND_IN_DIFFERENCES:
+                            seen_known.add(name)
+                            self.shape_notes.append(line + " [known: "
+                                                    + KNOWN_STAND_IN_DIFFERENCES[name] + "]")
+                        else:
+                            diffs.append(line)
+                if diffs:
+                    stats["differing"] += 1
+                    self.shape_notes.extend(d + " [FAILS]" for d in diffs)
+                    self.fail("shape differs from the recording:\n" + "\n".join(diffs))
+                stats["known" if any(k.startswith(case.id + " ") for k in seen_known)
+                      else "matched"] += 1
+        self.assertEqual(seen_known, set(KNOWN_STAND_IN_DIFFERENCES),
+                         "listed stand-in differences that were not seen")
+        self.assertGreaterEqual(blocks_compared, 20, "too few blocks compared to mean much")
 
     # --- the summary ---------------------------------------------------------------------
 
