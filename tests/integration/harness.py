@@ -18,6 +18,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -62,6 +63,23 @@ def processes_with_uid_in(lo, hi):
         if m and lo <= int(m.group(1)) < hi:
             found.append((int(pid), int(m.group(1)), name.group(1) if name else "?"))
     return found
+
+
+def read_until_closed(sock, timeout=10):
+    """Everything the server sends on sock until it closes it (a reset counts as closed);
+    None when it is still open after timeout seconds."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionError:
+        return data
+    except socket.timeout:
+        return None
 
 
 def pid_alive(pid):

@@ -7,7 +7,7 @@ import json
 import socket
 import unittest
 
-from harness import ServerTestCase, code_part
+from harness import ServerTestCase, code_part, read_until_closed
 
 EXECUTE = json.dumps({"parts": [code_part("print('first')")]}).encode()
 # What a proxy that framed the request differently would take for a second request.
@@ -47,27 +47,12 @@ class FramingTest(ServerTestCase):
         self.addCleanup(s.close)
         return s
 
-    @staticmethod
-    def read_until_closed(s, timeout=15):
-        """Everything the server sends until it closes the connection; fails if it is
-        still open after timeout seconds."""
-        s.settimeout(timeout)
-        data = b""
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return data
-                data += chunk
-        except ConnectionError:
-            return data
-        except socket.timeout:
-            raise AssertionError(f"the connection is still open; received {data[:500]!r}")
-
     def assert_refused_and_closed(self, request, mentions):
         s = self.connect()
         s.sendall(request)
-        responses = parse_responses(self.read_until_closed(s))
+        data = read_until_closed(s, timeout=15)
+        self.assertIsNotNone(data, "the connection is still open")
+        responses = parse_responses(data)
         self.assertEqual(len(responses), 1, responses)   # the smuggled request got none
         status, headers, body = responses[0]
         self.assertEqual(status, 400, body)

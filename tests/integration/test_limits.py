@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import BINARY, ServerTestCase, code_part, images, results
+from harness import BINARY, ServerTestCase, code_part, images, read_until_closed, results
 from limits import LIMITS
 
 MIB = 1 << 20
@@ -106,23 +106,6 @@ class BodyLimitTest(ServerTestCase):
         finally:
             s.setblocking(True)
 
-    @staticmethod
-    def read_all(s, timeout=10):
-        """What the server sends on s until it closes it; None when it is still open after
-        timeout seconds."""
-        s.settimeout(timeout)
-        data = b""
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return data
-                data += chunk
-        except ConnectionError:
-            return data
-        except socket.timeout:
-            return None
-
     def refused_unread(self, declared, timeout=20):
         """Waits until a request declaring `declared` bytes is refused as soon as its
         headers arrive (the bodies sent before it are then all received), and returns that
@@ -194,11 +177,11 @@ class BodyLimitTest(ServerTestCase):
         # One byte more: the accepted request's byte closes its connection, unanswered
         # (nothing was reserved for it) ...
         fits.sendall(b" ")
-        self.assertEqual(self.read_all(fits), b"")
+        self.assertEqual(read_until_closed(fits), b"")
         self.assert_unavailable(self.refused_unread(1))   # its byte was not counted
         # ... and so does the last byte of a body that had been held all along.
         socks[0].sendall(b" ")
-        self.assertEqual(self.read_all(socks[0]), b"")
+        self.assertEqual(read_until_closed(socks[0]), b"")
         for i, s in enumerate(socks[1:], 1):
             self.assertTrue(self.waiting(s), f"body {i} was refused")
 

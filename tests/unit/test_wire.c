@@ -186,6 +186,18 @@ static void test_content(void)
     }
 }
 
+/* Whether body parses into exactly ncodes code blocks. */
+static int parses_with_blocks(const char *body, size_t ncodes)
+{
+    struct wire_execute *w;
+    struct exec_request req;
+    if (!parse_ok(body, strlen(body), &w, &req))
+        return 0;
+    int ok = req.ncodes == ncodes;
+    release(w, &req);
+    return ok;
+}
+
 /* proto3 JSON: a null value is the field's default, as if it were absent. */
 static void test_null_fields(void)
 {
@@ -194,16 +206,8 @@ static void test_null_fields(void)
         "{\"parts\":[" CODE("pass") ",{\"text\":\"t\",\"thought\":null}],\"role\":null}",
         "{\"executableCode\":{\"language\":\"PYTHON\",\"code\":\"pass\",\"id\":\"\"}}",
     };
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        struct wire_execute *w;
-        struct exec_request req;
-        if (!parse_ok(bodies[i], strlen(bodies[i]), &w, &req)) {
-            CHECK(0);
-            continue;
-        }
-        CHECK(req.ncodes == 1);
-        release(w, &req);
-    }
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        CHECK(parses_with_blocks(bodies[i], 1));
     /* ...so a null where a value is required is a missing value. */
     INVALID("{\"executableCode\":{\"language\":\"PYTHON\",\"code\":null}}");
     INVALID("{\"executableCode\":{\"language\":null,\"code\":\"x\"}}");
@@ -216,12 +220,7 @@ static void test_thought_signature(void)
 {
     const char *ok = "{\"parts\":[{\"executableCode\":{\"language\":\"PYTHON\",\"code\":\"x\"},"
                      "\"thoughtSignature\":\"c2lnbmF0dXJl\"}]}";
-    struct wire_execute *w;
-    struct exec_request req;
-    if (parse_ok(ok, strlen(ok), &w, &req))
-        release(w, &req);
-    else
-        CHECK(0);
+    CHECK(parses_with_blocks(ok, 1));
     INVALID_SAYING("{\"parts\":[{\"executableCode\":{\"language\":\"PYTHON\",\"code\":\"x\"},"
                    "\"thoughtSignature\":\"not base64!\"}]}", "thought_signature");
 }
