@@ -351,9 +351,12 @@ static struct job *new_job(enum job_kind kind, const char *session_id, void *ctx
     return job;
 }
 
-enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx)
+/* A request's blocks, to run in a fresh worker (id NULL) or in session `id`. */
+static enum px_result submit_execute(enum job_kind kind, const char *id,
+                                     const struct exec_request *req, exec_done_fn done,
+                                     void *ctx)
 {
-    struct job *job = new_job(JOB_EXECUTE, NULL, ctx);
+    struct job *job = new_job(kind, id, ctx);
     if (!job)
         return PX_NOMEM;
     job->req = req;
@@ -361,15 +364,15 @@ enum px_result executor_submit(const struct exec_request *req, exec_done_fn done
     return submit(job);
 }
 
+enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx)
+{
+    return submit_execute(JOB_EXECUTE, NULL, req, done, ctx);
+}
+
 enum px_result executor_session_execute(const char *id, const struct exec_request *req,
                                         exec_done_fn done, void *ctx)
 {
-    struct job *job = new_job(JOB_SESSION_EXECUTE, id, ctx);
-    if (!job)
-        return PX_NOMEM;
-    job->req = req;
-    job->done = done;
-    return submit(job);
+    return submit_execute(JOB_SESSION_EXECUTE, id, req, done, ctx);
 }
 
 static enum px_result session_op(enum job_kind kind, const char *id, session_done_fn done,
