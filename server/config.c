@@ -174,59 +174,41 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     unsigned long long v;
     int opt;
 
+    /* The flags whose value is a count or a time: bounds, and where it goes. */
+    const struct {
+        int opt;
+        unsigned long long lo, hi;
+        unsigned *dst;
+    } counts[] = {
+        {OPT_WORKERS, 1, 1024, &c->workers},
+        {OPT_POOL, 0, 1024, &c->pool},
+        {OPT_QUEUE, 0, 100000, &c->queue},
+        {OPT_HTTP_THREADS, 1, 256, &c->http_threads},
+        {OPT_QUEUE_WAIT, 100, 24 * 3600 * 1000u, &c->queue_wait_ms},
+        {OPT_MAX_SESSIONS, 0, 4096, &c->max_sessions},
+        {OPT_SESSION_IDLE, 100, 7 * 24 * 3600 * 1000u, &c->session_idle_ms},
+        {OPT_SESSION_LIFETIME, 100, 7 * 24 * 3600 * 1000u, &c->session_lifetime_ms},
+        {OPT_DEADLINE, 10, 3600000, &c->deadline_ms},
+        {OPT_UID_BASE, 1000, 4000000000ull, &c->uid_base},
+    };
+
     optind = 0;   /* glibc: 0 resets getopt fully, 1 keeps its position in bundled flags */
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
         const char *a = optarg;
+        size_t k = 0;
+        while (k < sizeof(counts) / sizeof(counts[0]) && counts[k].opt != opt)
+            k++;
+        if (k < sizeof(counts) / sizeof(counts[0])) {
+            if (parse_uint(a, counts[k].lo, counts[k].hi, &v) < 0)
+                goto bad;
+            *counts[k].dst = (unsigned)v;
+            continue;
+        }
         switch (opt) {
         case OPT_LISTEN:
             if (parse_listen(c, a) < 0)
                 goto bad;
-            break;
-        case OPT_WORKERS:
-            if (parse_uint(a, 1, 1024, &v) < 0)
-                goto bad;
-            c->workers = (unsigned)v;
-            break;
-        case OPT_POOL:
-            if (parse_uint(a, 0, 1024, &v) < 0)
-                goto bad;
-            c->pool = (unsigned)v;
-            break;
-        case OPT_QUEUE:
-            if (parse_uint(a, 0, 100000, &v) < 0)
-                goto bad;
-            c->queue = (unsigned)v;
-            break;
-        case OPT_HTTP_THREADS:
-            if (parse_uint(a, 1, 256, &v) < 0)
-                goto bad;
-            c->http_threads = (unsigned)v;
-            break;
-        case OPT_QUEUE_WAIT:
-            if (parse_uint(a, 100, 24 * 3600 * 1000u, &v) < 0)
-                goto bad;
-            c->queue_wait_ms = (unsigned)v;
-            break;
-        case OPT_MAX_SESSIONS:
-            if (parse_uint(a, 0, 4096, &v) < 0)
-                goto bad;
-            c->max_sessions = (unsigned)v;
-            break;
-        case OPT_SESSION_IDLE:
-            if (parse_uint(a, 100, 7 * 24 * 3600 * 1000u, &v) < 0)
-                goto bad;
-            c->session_idle_ms = (unsigned)v;
-            break;
-        case OPT_SESSION_LIFETIME:
-            if (parse_uint(a, 100, 7 * 24 * 3600 * 1000u, &v) < 0)
-                goto bad;
-            c->session_lifetime_ms = (unsigned)v;
-            break;
-        case OPT_DEADLINE:
-            if (parse_uint(a, 10, 3600000, &v) < 0)
-                goto bad;
-            c->deadline_ms = (unsigned)v;
             break;
         case OPT_OUTPUT:
             if (parse_uint(a, 16, LIMIT_OUTPUT_BYTES_MAX, &v) < 0)
@@ -245,11 +227,6 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
             if (a[0] != '/')
                 goto bad;
             c->state_dir = a;
-            break;
-        case OPT_UID_BASE:
-            if (parse_uint(a, 1000, 4000000000ull, &v) < 0)
-                goto bad;
-            c->uid_base = (unsigned)v;
             break;
         case OPT_FAILED_STDOUT:
             if (strcmp(a, "split") == 0)
