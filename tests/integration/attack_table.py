@@ -74,6 +74,13 @@ def deadline(partial=None):
     return check
 
 
+def nowhere_in_output(text):
+    """No result of the reply has `text` in its output (what a child would have printed)."""
+    def check(test, reply, r):
+        test.assertNotIn(text, "".join(x.get("output", "") for x in results(reply)))
+    return check
+
+
 def all_of(*checks):
     def check(test, reply, r):
         for c in checks:

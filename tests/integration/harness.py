@@ -47,21 +47,32 @@ def images(body):
     return [p["inlineData"] for p in body.get("parts", []) if "inlineData" in p]
 
 
-def processes_with_uid_in(lo, hi):
-    """[(pid, uid, name)] of processes whose real uid is in [lo, hi)."""
-    found = []
+def proc_statuses():
+    """(pid, /proc/pid/status text) of every process still there when read."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/status") as f:
-                text = f.read()
+                yield int(pid), f.read()
         except OSError:
             continue
-        m = re.search(r"^Uid:\s+(\d+)", text, re.M)
-        name = re.search(r"^Name:\s+(.*)$", text, re.M)
-        if m and lo <= int(m.group(1)) < hi:
-            found.append((int(pid), int(m.group(1)), name.group(1) if name else "?"))
+
+
+def status_field(text, field):
+    """A field of a /proc/pid/status text ("Uid" gives its first number), or None."""
+    m = re.search(rf"^{field}:\s+(\S.*?)\s*$", text, re.M)
+    return m.group(1) if m else None
+
+
+def processes_with_uid_in(lo, hi):
+    """[(pid, uid, name)] of processes whose real uid is in [lo, hi)."""
+    found = []
+    for pid, text in proc_statuses():
+        uid = status_field(text, "Uid")
+        uid = int(uid.split()[0]) if uid else None
+        if uid is not None and lo <= uid < hi:
+            found.append((pid, uid, status_field(text, "Name") or "?"))
     return found
 
 

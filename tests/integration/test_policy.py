@@ -23,7 +23,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import BINARY, Server, ServerTestCase, code_part, results  # noqa: E402
+from harness import (BINARY, Server, ServerTestCase, code_part, proc_statuses,  # noqa: E402
+                     results, status_field)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -55,20 +56,15 @@ def invalid_fixtures():
 def children_named(ppid):
     """[(pid, name, cmdline)] of live processes whose parent is ppid."""
     found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+    for pid, status in proc_statuses():
+        if status_field(status, "PPid") != str(ppid):
             continue
         try:
-            with open(f"/proc/{pid}/status") as f:
-                status = f.read()
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
         except OSError:
             continue
-        m = re.search(r"^PPid:\s+(\d+)", status, re.M)
-        name = re.search(r"^Name:\s+(.*)$", status, re.M)
-        if m and int(m.group(1)) == ppid:
-            found.append((int(pid), name.group(1) if name else "?", cmdline))
+        found.append((pid, status_field(status, "Name") or "?", cmdline))
     return found
 
 
