@@ -235,24 +235,22 @@ import json, os, select, sys, time
 server, zygote, lo, hi = map(int, sys.argv[1:5])
 interval = float(sys.argv[5])
 
-def uid_of(pid):
+# The number after `prefix` on the first line of path starting with it, or None.
+def first_number(path, prefix):
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("Uid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-
-def pss(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
+                if line.startswith(prefix):
                     return int(line.split()[1])
     except (OSError, ValueError):
         return None
     return None
+
+def uid_of(pid):
+    return first_number(f"/proc/{pid}/status", "Uid:")
+
+def pss(pid):
+    return first_number(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 def sample():
     pids = {server, zygote}
