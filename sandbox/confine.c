@@ -7,6 +7,7 @@
 #include <linux/capability.h>
 #include <linux/mount.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,6 +299,12 @@ int confine_apply(const struct confine_config *c, unsigned *applied, char *err, 
 
     /* 7. A user namespace where the code is root over nothing. */
     LAYER(ISO_USER_NS, enter_user_namespace(c), "user namespace");
+
+    /* Changing credentials cleared the parent-death signal set right after the fork: set
+     * it again, so that a worker dies with the zygote even when no server is left to
+     * kill it. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        return fail(err, errlen, "setting the parent-death signal");
 
     /* 8. No privilege gains through exec or file capabilities; Landlock and seccomp need
      *    it. */

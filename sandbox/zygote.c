@@ -333,13 +333,33 @@ static void reap(void)
     }
 }
 
+/* Ends our workers first, so that their cgroups are empty and can be removed; then
+ * removes them. Returns the zygote's exit status. */
+static int stop(const struct zygote_options *o)
+{
+    for (unsigned s = 0; s < o->slots; s++)
+        if (slot_pid[s])
+            kill(slot_pid[s], SIGKILL);
+    while (wait(NULL) > 0 || errno == EINTR)
+        ;
+    cgroup_cleanup();
+    return 0;
+}
+
 int zygote_main(const struct zygote_options *o)
 {
     char err[512];
     opt = o;
 
-    /* Die with the server; if it died before we got here, stop now. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* Stop with the server, in order: SIGTERM when it dies, taken (like SIGCHLD) through
+     * the signalfd, so that our workers are ended and their cgroups removed, as when it
+     * stops normally. If it died before we got here, stop now. */
+    sigset_t watched;
+    sigemptyset(&watched);
+    sigaddset(&watched, SIGCHLD);
+    sigaddset(&watched, SIGTERM);
+    sigprocmask(SIG_BLOCK, &watched, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != o->server_pid)
         return 1;
     prctl(PR_SET_NAME, "pyexecd-zygote", 0, 0, 0);
@@ -354,11 +374,7 @@ int zygote_main(const struct zygote_options *o)
         return 1;
     }
 
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, NULL);
-    sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    sigfd = signalfd(-1, &watched, SFD_CLOEXEC | SFD_NONBLOCK);
     slot_pid = calloc(o->slots + 1, sizeof(pid_t));
     slot_oom_kills = calloc(o->slots + 1, sizeof(*slot_oom_kills));
     snprintf(work_root, sizeof(work_root), "%s/work", o->state_dir);
@@ -410,9 +426,12 @@ int zygote_main(const struct zygote_options *o)
         }
         if (pf[1].revents) {
             struct signalfd_siginfo si;
+            int server_gone = 0;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si))
-                ;
+                server_gone |= si.ssi_signo == SIGTERM;
             reap();
+            if (server_gone)
+                return stop(o);
         }
         if (pf[0].revents) {
             unsigned char msg[64];
@@ -420,17 +439,8 @@ int zygote_main(const struct zygote_options *o)
             ssize_t n = ipc_recv_msg(o->ctl_fd, msg, sizeof(msg), fds, &nfds);
             for (int i = 0; i < nfds; i++)
                 close(fds[i]);
-            if (n <= 0) {
-                /* The server is stopping (or gone): end our workers first, so their
-                 * cgroups are empty and can be removed. */
-                for (unsigned s = 0; s < o->slots; s++)
-                    if (slot_pid[s])
-                        kill(slot_pid[s], SIGKILL);
-                while (wait(NULL) > 0 || errno == EINTR)
-                    ;
-                cgroup_cleanup();
-                return 0;
-            }
+            if (n <= 0)
+                return stop(o);   /* the server is stopping (or gone) */
             uint32_t type;
             memcpy(&type, msg, sizeof(type));
             if (n >= (ssize_t)IPC_HEADER_BYTES && type == IPC_Z_SPAWN)

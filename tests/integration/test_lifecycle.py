@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import ServerTestCase, code_part, pid_alive, results  # noqa: E402
+from harness import Server, ServerTestCase, code_part, pid_alive, results  # noqa: E402
 
 
 class Call(threading.Thread):
@@ -270,6 +270,67 @@ class GracefulStopTest(ServerTestCase):
         self.assertTrue(workers, "no worker was running")
         wait_for(lambda: not pid_alive(zygote) and not s.stray_processes(), 5,
                  "the zygote and every worker to exit")
+
+
+def cgroup_dirs(uid_base):
+    """The cgroup directories of the server whose workers start at uid_base (v1 memory and
+    pids, or v2), those that exist."""
+    names = [f"/sys/fs/cgroup/{c}/pyexecd-{uid_base}" for c in ("memory", "pids")]
+    names.append(f"/sys/fs/cgroup/pyexecd-{uid_base}")
+    return [d for d in names if os.path.isdir(d)]
+
+
+class ServerKilledTest(unittest.TestCase):
+    """SIGKILL to the server while a request runs: nothing of it may stay behind."""
+
+    def test_sigkill_server_leaves_nothing(self):
+        """The zygote ends its workers, removes its cgroups and exits."""
+        s = Server(workers=1, pool=1).start()
+        self.addCleanup(s.kill)
+        _, h = s.health()
+        if not (h["isolation"]["cgroupMemory"] or h["isolation"]["cgroupPids"]):
+            self.skipTest("skipped: no cgroup on this kernel, so none to remove")
+        self.assertTrue(cgroup_dirs(s.uid_base), "the server made no cgroup directory")
+        zygote = s.zygote_pid()
+        call = Call(s, "import time; time.sleep(20)", timeout=30)
+        call.start()
+        wait_for(lambda: health_when(s, lambda h: h["workers"]["running"] == 1), 10,
+                 "the request to start running")
+        self.assertTrue(s.stray_processes(), "no worker was running")
+        s.proc.kill()
+        s.proc.wait(10)
+        wait_for(lambda: not pid_alive(zygote) and not s.stray_processes(), 10,
+                 "the zygote and every worker to exit")
+        wait_for(lambda: not cgroup_dirs(s.uid_base), 5, "the cgroups to be removed")
+        call.join(10)
+
+
+    def test_workers_die_with_zygote_without_server(self):
+        """With the server unable to act (stopped), a SIGKILL to the zygote still ends
+        every worker, the one running a job included: each dies with its zygote."""
+        s = Server(workers=1, pool=1).start()
+        self.addCleanup(s.kill)
+        zygote = s.zygote_pid()
+        call = Call(s, "while True:\n    pass", timeout=30)
+        call.start()
+        wait_for(lambda: health_when(s, lambda h: h["workers"]["running"] == 1), 10,
+                 "the request to start running")
+        workers = s.stray_processes()
+        self.assertGreaterEqual(len(workers), 2, "want the running worker and a pooled one")
+        s.proc.send_signal(signal.SIGSTOP)
+        try:
+            os.kill(zygote, signal.SIGKILL)
+            wait_for(lambda: not any(pid_alive(pid) for pid, _, _ in workers), 5,
+                     "the workers to die with the zygote")
+        finally:
+            s.proc.send_signal(signal.SIGCONT)
+        call.join(15)
+        # The server starts a new zygote, which takes over the cgroups of the old one (the
+        # same directories) and removes them when the server stops.
+        wait_for(lambda: health_when(s, lambda h: h["zygote"]["pid"] != zygote), 30,
+                 "a new zygote")
+        s.stop()
+        self.assertEqual(cgroup_dirs(s.uid_base), [])
 
 
 class LoadTest(ServerTestCase):
