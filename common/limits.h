@@ -115,6 +115,10 @@
 /* Ended sessions remembered, so a late call can be told why its session is gone. */
 #define LIMIT_SESSION_TOMBSTONES    256
 
+/* Worker slots a zygote keeps beyond what its workers need (sandbox/zygote.h): room for
+ * a pool refill racing the reaping of killed workers. */
+#define LIMIT_ZYGOTE_SPARE_SLOTS    8
+
 /* Largest IPC frame the server sends a worker: a request's input files and code, which
  * decoded are no larger than the body that carried them, with room for the framing. */
 #define LIMIT_IPC_FRAME_BYTES       (LIMIT_BODY_BYTES + 1024u * 1024)

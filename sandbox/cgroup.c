@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../common/kernel_file.h"
-#include "isolation.h"
+#include "kernel_file.h"
+#include "../common/isolation.h"
 
 #define V1_ROOT "/sys/fs/cgroup"
 #define V2_ROOT "/sys/fs/cgroup"

@@ -18,9 +18,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../common/kernel_file.h"
+#include "kernel_file.h"
 #include "cgroup.h"
-#include "isolation.h"
+#include "../common/isolation.h"
 #include "landlock.h"
 
 /* The directory user code runs in, as in the real service. */

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "../common/ipc.h"
-#include "block_report.h"
+#include "../common/block_report.h"
 #include "worker.h"
 #include "runner_py.h" /* generated from runner.py: runner_py_source[] */
 

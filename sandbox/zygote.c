@@ -21,7 +21,7 @@
 
 #include "../common/ipc.h"
 #include "cgroup.h"
-#include "isolation.h"
+#include "../common/isolation.h"
 #include "seccomp_filter.h"
 #include "worker.h"
 #include "workdir.h"
@@ -346,7 +346,7 @@ static int stop(const struct zygote_options *o)
     return 0;
 }
 
-int zygote_main(const struct zygote_options *o)
+int zygote_serve(const struct zygote_options *o)
 {
     char err[512];
     opt = o;

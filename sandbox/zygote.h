@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include "../common/limits.h"
 #include "confine.h"
 #include "policy.h"
 #include "pyembed.h"
@@ -20,7 +21,15 @@ struct zygote_options {
     struct pyembed_options py;
 };
 
+/* Worker slots (each a uid and a cgroup) a zygote needs: the pool, the running and the
+ * session workers, as many again for workers killed but not yet reaped (their slot stays
+ * taken until then), and LIMIT_ZYGOTE_SPARE_SLOTS. */
+static inline unsigned zygote_slots(unsigned pool, unsigned workers, unsigned sessions)
+{
+    return 2 * (pool + workers + sessions) + LIMIT_ZYGOTE_SPARE_SLOTS;
+}
+
 /* Runs the zygote until the server goes away. Returns the process exit status. */
-int zygote_main(const struct zygote_options *opt);
+int zygote_serve(const struct zygote_options *opt);
 
 #endif

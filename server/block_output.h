@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "job.h"
+#include "../common/config.h"
+#include "execution.h"
 
 enum block_end {
     BLOCK_END_OK,          /* ran to the end (or exit()/sys.exit(0)) */
@@ -15,13 +16,6 @@ enum block_end {
     BLOCK_END_DEADLINE,    /* killed at the deadline */
     BLOCK_END_CRASH,       /* the interpreter died: error text says how */
     BLOCK_END_NOT_RUN,     /* an earlier block ended the interpreter */
-};
-
-/* How a failed block that had printed to stdout is reported. */
-enum failed_stdout {
-    FAILED_STDOUT_SPLIT,   /* an OK result with the stdout, then the FAILED result (as
-                            * recorded from the real service) */
-    FAILED_STDOUT_MERGE,   /* one FAILED result: stdout, then stderr and the error */
 };
 
 enum { TRUNCATED_NONE = 0, TRUNCATED_CAP = 1, TRUNCATED_FULL = 2 };

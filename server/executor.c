@@ -220,7 +220,7 @@ static void shutdown_all(void)
             job_fail(job, PX_SHUTTING_DOWN, "The server is shutting down.");
     }
     workers_free_dead();
-    zygote_process_stop(&ex.z, ZYGOTE_STOP_GRACE_MS);
+    zygote_stop(&ex.z, ZYGOTE_STOP_GRACE_MS);
     ex.zstate = ZYGOTE_STOPPED;
     ex_publish_snapshot();
 }

@@ -12,8 +12,8 @@
 
 #include "../common/result.h"
 #include "block_output.h"
-#include "health.h"
-#include "job.h"
+#include "health_report.h"
+#include "execution.h"
 
 /* Called exactly once per accepted request, on the executor thread, with the result
  * (ownership passes to the callee, who frees it with exec_result_free). Must not block. */

@@ -11,7 +11,7 @@
 
 #include "../common/ipc.h"
 #include "executor.h"
-#include "zygote_process.h"
+#include "zygote_spawn.h"
 
 /* How long requests may wait for a zygote that is starting or restarting before they
  * get 503: a cold start imports every library (1-3.5 s here, more on a first run that

@@ -16,7 +16,7 @@
 
 #include "../common/ipc.h"
 #include "../common/limits.h"
-#include "../sandbox/block_report.h"
+#include "../common/block_report.h"
 #include "executor_internal.h"
 
 /* The largest frame a busy worker may send: a block report holds the error text (the

@@ -16,8 +16,8 @@
 
 #include "../common/ipc.h"
 #include "../common/limits.h"
-#include "../sandbox/block_report.h"
-#include "../sandbox/isolation.h"
+#include "../common/block_report.h"
+#include "../common/isolation.h"
 #include "executor_internal.h"
 
 static void send_spawn(void)
@@ -56,7 +56,7 @@ void zygote_start(void)
 {
     char err[256];
     ex.zstarted_at = ex_now_ms();
-    if (zygote_process_spawn(&ex.z, ex.cfg.zygote_argv, ex.cfg.zygote_env, ex.cfg.policy_fd,
+    if (zygote_spawn(&ex.z, ex.cfg.zygote_argv, ex.cfg.zygote_env, ex.cfg.policy_fd,
                              err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
         ex.zstate = ZYGOTE_DOWN;
@@ -73,7 +73,7 @@ void zygote_died(const char *why)
 {
     int status = 0;
     int64_t now = ex_now_ms();
-    zygote_process_end(&ex.z, 1, &status);
+    zygote_end(&ex.z, 1, &status);
     if (WIFSIGNALED(status))
         fprintf(stderr, "pyexecd: zygote ended (%s): signal %d\n", why, WTERMSIG(status));
     else

@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "../common/limits.h"
-#include "../sandbox/isolation.h"
+#include "../common/isolation.h"
 #include "base64.h"
 #include "utf8.h"
 

@@ -6,8 +6,8 @@
 #include <stddef.h>
 
 #include "../common/result.h"
-#include "health.h"
-#include "job.h"
+#include "health_report.h"
+#include "execution.h"
 
 /* A parsed execute request: the request's parts, normalised to camelCase, kept so the
  * reply can echo them in order. Opaque. */

@@ -9,7 +9,7 @@
 
 #include "common/limits.h"
 #include "server/block_output.h"
-#include "server/job.h"
+#include "server/execution.h"
 #include "server/utf8.h"
 #include "tests/unit/check.h"
 

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "common/limits.h"
-#include "server/config.h"
+#include "common/config.h"
 #include "tests/unit/check.h"
 
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])) - 1)

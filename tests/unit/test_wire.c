@@ -7,9 +7,9 @@
 
 #include "common/limits.h"
 #include "common/result.h"
-#include "sandbox/isolation.h"
+#include "common/isolation.h"
 #include "server/base64.h"
-#include "server/job.h"
+#include "server/execution.h"
 #include "server/wire.h"
 #include "tests/unit/check.h"
 

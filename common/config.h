@@ -6,7 +6,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "block_output.h"
+/* How a failed block that had printed to stdout is reported. */
+enum failed_stdout {
+    FAILED_STDOUT_SPLIT,   /* an OK result with the stdout, then the FAILED result (as
+                            * recorded from the real service) */
+    FAILED_STDOUT_MERGE,   /* one FAILED result: stdout, then stderr and the error */
+};
 
 struct config {
     char listen_host[256];

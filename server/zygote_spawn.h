@@ -1,14 +1,9 @@
 /* Launching the zygote from the multi-threaded server: posix_spawn of our own binary in
  * zygote mode, nothing else between fork and exec. */
-#ifndef PYEXECD_ZYGOTE_PROCESS_H
-#define PYEXECD_ZYGOTE_PROCESS_H
+#ifndef PYEXECD_ZYGOTE_SPAWN_H
+#define PYEXECD_ZYGOTE_SPAWN_H
 
 #include <sys/types.h>
-
-/* The control socket is passed to the zygote as this descriptor, and the policy text
- * (a sealed memfd) as the next. */
-#define ZYGOTE_CTL_FD 3
-#define ZYGOTE_POLICY_FD 4
 
 struct zygote_process {
     pid_t pid;      /* 0 when none */
@@ -19,16 +14,16 @@ struct zygote_process {
 /* Starts argv[0] with argv (which must ask for zygote mode) and exactly envp as its
  * environment, the control socket on ZYGOTE_CTL_FD, policy_fd (borrowed) on
  * ZYGOTE_POLICY_FD, signals at their defaults. Returns 0 or -1 with a message in err. */
-int zygote_process_spawn(struct zygote_process *z, char *const argv[], char *const envp[],
-                         int policy_fd, char *err, size_t errlen);
+int zygote_spawn(struct zygote_process *z, char *const argv[], char *const envp[],
+                 int policy_fd, char *err, size_t errlen);
 
 /* Kills the zygote if it runs, reaps it, closes the descriptors. *status gets the wait
  * status when status is not NULL. Safe on a stopped zygote. */
-void zygote_process_end(struct zygote_process *z, int kill_it, int *status);
+void zygote_end(struct zygote_process *z, int kill_it, int *status);
 
 /* Stops the zygote the polite way: closing its control socket tells it to end its workers
  * and remove their cgroups; after grace_ms it is killed all the same. Then as
- * zygote_process_end. */
-void zygote_process_stop(struct zygote_process *z, int grace_ms);
+ * zygote_end. */
+void zygote_stop(struct zygote_process *z, int grace_ms);
 
 #endif

@@ -1,4 +1,4 @@
-#include "job.h"
+#include "execution.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* What /healthz reports: filled by the routes from the executor's snapshot and the
  * configuration, encoded by the wire codec. */
-#ifndef PYEXECD_HEALTH_H
-#define PYEXECD_HEALTH_H
+#ifndef PYEXECD_HEALTH_REPORT_H
+#define PYEXECD_HEALTH_REPORT_H
 
 #include <sys/types.h>
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/limits.h"
+#include "limits.h"
 
 #ifndef PYEXECD_SITE_PACKAGES
 #define PYEXECD_SITE_PACKAGES "/opt/pyexecd/venv/lib/python3.11/site-packages"

@@ -1,7 +1,7 @@
 /* What an execution is asked to do and what it produced: the types shared by the wire
  * codec (server/wire.c), the executor (server/executor.c) and the routes. */
-#ifndef PYEXECD_JOB_H
-#define PYEXECD_JOB_H
+#ifndef PYEXECD_EXECUTION_H
+#define PYEXECD_EXECUTION_H
 
 #include <stddef.h>
 

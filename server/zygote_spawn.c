@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
-#include "zygote_process.h"
+#include "zygote_spawn.h"
+
+#include "../common/fds.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,8 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int zygote_process_spawn(struct zygote_process *z, char *const argv[], char *const envp[],
-                         int policy_fd, char *err, size_t errlen)
+int zygote_spawn(struct zygote_process *z, char *const argv[], char *const envp[],
+                 int policy_fd, char *err, size_t errlen)
 {
     int sv[2] = {-1, -1};
     int child_end = -1;
@@ -73,14 +75,14 @@ int zygote_process_spawn(struct zygote_process *z, char *const argv[], char *con
     z->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (z->pidfd < 0) {
         snprintf(err, errlen, "pidfd_open: %s", strerror(errno));
-        zygote_process_end(z, 1, NULL);
+        zygote_end(z, 1, NULL);
         return -1;
     }
     rc = 0;
     return rc;
 }
 
-void zygote_process_end(struct zygote_process *z, int kill_it, int *status)
+void zygote_end(struct zygote_process *z, int kill_it, int *status)
 {
     int st = 0;
     if (z->pid > 0) {
@@ -99,7 +101,7 @@ void zygote_process_end(struct zygote_process *z, int kill_it, int *status)
     z->ctl_fd = z->pidfd = -1;
 }
 
-void zygote_process_stop(struct zygote_process *z, int grace_ms)
+void zygote_stop(struct zygote_process *z, int grace_ms)
 {
     if (z->ctl_fd >= 0) {
         close(z->ctl_fd);
@@ -110,5 +112,5 @@ void zygote_process_stop(struct zygote_process *z, int grace_ms)
         while (poll(&pf, 1, grace_ms) < 0 && errno == EINTR)
             ;
     }
-    zygote_process_end(z, 1, NULL);
+    zygote_end(z, 1, NULL);
 }

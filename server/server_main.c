@@ -1,0 +1,215 @@
+/* The HTTP server process: its state dir, its listener, the executor (which starts the
+ * zygote) and the HTTP threads, until a signal stops it. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server_main.h"
+
+#include "../common/isolation.h"
+#include "../common/limits.h"
+#include "executor.h"
+#include "http_server.h"
+#include "routes.h"
+
+/* Connections served at once; each suspended one costs a few kilobytes. */
+#define HTTP_CONNECTION_LIMIT 1024
+/* Seconds an idle keep-alive connection (not one waiting on an execution) stays open. */
+#define HTTP_IDLE_TIMEOUT_S 60
+
+/* Creates a directory we own, refusing one somebody else planted (the default lives in
+ * /tmp) or a symlink. */
+static int own_dir(const char *path, mode_t mode)
+{
+    struct stat st;
+    if (mkdir(path, mode) < 0 && errno != EEXIST)
+        return -1;
+    if (lstat(path, &st) < 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+        errno = EPERM;
+        return -1;
+    }
+    return chmod(path, mode);
+}
+
+/* The state dir: 0711 so a worker (another uid) can reach its fallback work dir inside
+ * <state>/work/<slot> without listing anything. */
+static int prepare_state_dir(const char *state)
+{
+    char path[PATH_MAX];
+    if (own_dir(state, 0711) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/matplotlib", state);
+    if (own_dir(path, 0700) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/work", state);
+    return own_dir(path, 0711);
+}
+
+/* Binds and listens; prints the address actually bound (port 0 picks one). */
+static int open_listener(const struct config *c, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", c->listen_port);
+    int e = getaddrinfo(c->listen_host, port, &hints, &res);
+    if (e) {
+        snprintf(err, errlen, "--listen %s: %s", c->listen_host, gai_strerror(e));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+            break;
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", c->listen_host, c->listen_port,
+                 strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return -1;
+
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[64], serv[8];
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        fprintf(stderr, "pyexecd: listening on http://%s%s%s:%s\n",
+                ss.ss_family == AF_INET6 ? "[" : "", host,
+                ss.ss_family == AF_INET6 ? "]" : "", serv);
+    return fd;
+}
+
+/* The zygote's environment: nothing of ours (secrets stay in the server), just what the
+ * libraries need to behave: UTF-8, a headless matplotlib with a font cache we own, one
+ * thread per numeric library (a zygote must stay single-threaded to fork), and the
+ * malloc tuning that makes forks cheap. */
+static char **zygote_environment(const char *state_dir)
+{
+    static char mpl[PATH_MAX + 16];
+    static char *env[] = {
+        "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8", "MPLBACKEND=Agg",
+        mpl, "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
+        "NUMEXPR_NUM_THREADS=1", "VECLIB_MAXIMUM_THREADS=1",
+        /* The malloc heap on transparent huge pages (see sandbox/pyembed.c). */
+        "GLIBC_TUNABLES=glibc.malloc.hugetlb=1", NULL,
+    };
+    snprintf(mpl, sizeof(mpl), "MPLCONFIGDIR=%s/matplotlib", state_dir);
+    return env;
+}
+
+int server_run(const struct config *c, const struct policy_summary *policy, int argc,
+               char **argv)
+{
+    char err[512];
+    static char self[PATH_MAX];
+    static char pidarg[32];
+
+    signal(SIGPIPE, SIG_IGN);
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        fprintf(stderr, "pyexecd: cannot find my own binary: %s\n", strerror(errno));
+        return 1;
+    }
+    self[n] = '\0';
+    if (prepare_state_dir(c->state_dir) < 0) {
+        fprintf(stderr, "pyexecd: state dir %s: %s\n", c->state_dir, strerror(errno));
+        return 1;
+    }
+    struct stat st;
+    if (stat(c->site_packages, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "pyexecd: no Python libraries at %s (run `make setup`, or pass "
+                "--site-packages)\n", c->site_packages);
+        return 1;
+    }
+    int listen_fd = open_listener(c, err, sizeof(err));
+    if (listen_fd < 0) {
+        fprintf(stderr, "pyexecd: %s\n", err);
+        return 1;
+    }
+
+    /* The zygote gets our flags (it reads its limits from them) plus its own. */
+    char **zargv = calloc((size_t)argc + 3, sizeof(char *));
+    if (!zargv)
+        return 1;
+    snprintf(pidarg, sizeof(pidarg), "--server-pid=%d", (int)getpid());
+    zargv[0] = self;
+    zargv[1] = "--zygote";
+    zargv[2] = pidarg;
+    for (int i = 1; i < argc; i++)
+        zargv[i + 2] = argv[i];
+
+    /* Signals are taken by sigwait in this thread; every other thread inherits the mask. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    struct executor_config ec = {
+        .workers = c->workers, .pool = c->pool, .queue = c->queue,
+        .queue_wait_ms = c->queue_wait_ms,
+        .deadline_ms = (unsigned)policy->deadline_ms,
+        .output_bytes = policy->output_bytes,
+        .failed_stdout = c->failed_stdout, .zygote_argv = zargv,
+        .zygote_env = zygote_environment(c->state_dir), .policy_fd = policy->memfd,
+        .required_layers = c->require_isolation ? ISO_ALL : 0,
+        .max_sessions = c->max_sessions, .session_idle_ms = c->session_idle_ms,
+        .session_lifetime_ms = c->session_lifetime_ms,
+    };
+    if (executor_start(&ec, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pyexecd: %s\n", err);
+        return 1;
+    }
+    struct routes_options ro = {
+        .deadline_ms = (unsigned)policy->deadline_ms,
+        .output_bytes = policy->output_bytes, .body_bytes = LIMIT_BODY_BYTES,
+        .input_file_bytes = policy->input_file_bytes, .policy_name = policy->name,
+        .max_sessions = c->max_sessions,
+    };
+    routes_init(&ro);
+    struct http_server_options ho = {
+        .listen_fd = listen_fd, .threads = c->http_threads, .max_body = LIMIT_BODY_BYTES,
+        .connection_limit = HTTP_CONNECTION_LIMIT, .idle_timeout_s = HTTP_IDLE_TIMEOUT_S,
+        .handler = routes_handle,
+    };
+    if (http_server_start(&ho, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pyexecd: %s\n", err);
+        executor_stop();
+        return 1;
+    }
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    fprintf(stderr, "pyexecd: signal %d, shutting down\n", sig);
+    http_server_quiesce();
+    executor_stop();   /* answers every pending request, so no connection stays suspended */
+    http_server_stop();
+    free(zargv);
+    return executor_fatal() ? 1 : 0;
+}
+
