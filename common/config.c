@@ -180,16 +180,16 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
         unsigned long long lo, hi;
         unsigned *dst;
     } counts[] = {
-        {OPT_WORKERS, 1, 1024, &c->workers},
-        {OPT_POOL, 0, 1024, &c->pool},
-        {OPT_QUEUE, 0, 100000, &c->queue},
-        {OPT_HTTP_THREADS, 1, 256, &c->http_threads},
-        {OPT_QUEUE_WAIT, 100, 24 * 3600 * 1000u, &c->queue_wait_ms},
-        {OPT_MAX_SESSIONS, 0, 4096, &c->max_sessions},
-        {OPT_SESSION_IDLE, 100, 7 * 24 * 3600 * 1000u, &c->session_idle_ms},
-        {OPT_SESSION_LIFETIME, 100, 7 * 24 * 3600 * 1000u, &c->session_lifetime_ms},
-        {OPT_DEADLINE, 10, 3600000, &c->deadline_ms},
-        {OPT_UID_BASE, 1000, 4000000000ull, &c->uid_base},
+        {OPT_WORKERS, 1, LIMIT_WORKERS_MAX, &c->workers},
+        {OPT_POOL, 0, LIMIT_WORKERS_MAX, &c->pool},
+        {OPT_QUEUE, 0, LIMIT_QUEUE_MAX, &c->queue},
+        {OPT_HTTP_THREADS, 1, LIMIT_HTTP_THREADS_MAX, &c->http_threads},
+        {OPT_QUEUE_WAIT, LIMIT_WAIT_MS_MIN, LIMIT_QUEUE_WAIT_MS_MAX, &c->queue_wait_ms},
+        {OPT_MAX_SESSIONS, 0, LIMIT_SESSIONS_MAX, &c->max_sessions},
+        {OPT_SESSION_IDLE, LIMIT_WAIT_MS_MIN, LIMIT_SESSION_MS_MAX, &c->session_idle_ms},
+        {OPT_SESSION_LIFETIME, LIMIT_WAIT_MS_MIN, LIMIT_SESSION_MS_MAX, &c->session_lifetime_ms},
+        {OPT_DEADLINE, LIMIT_DEADLINE_MS_MIN, LIMIT_DEADLINE_MS_MAX, &c->deadline_ms},
+        {OPT_UID_BASE, LIMIT_UID_BASE_MIN, LIMIT_UID_BASE_MAX, &c->uid_base},
     };
 
     optind = 0;   /* glibc: 0 resets getopt fully, 1 keeps its position in bundled flags */
@@ -211,12 +211,12 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
                 goto bad;
             break;
         case OPT_OUTPUT:
-            if (parse_uint(a, 16, LIMIT_OUTPUT_BYTES_MAX, &v) < 0)
+            if (parse_uint(a, LIMIT_OUTPUT_BYTES_MIN, LIMIT_OUTPUT_BYTES_MAX, &v) < 0)
                 goto bad;
             c->output_bytes = (size_t)v;
             break;
         case OPT_MEMORY:
-            if (parse_uint(a, 64, 1024 * 1024, &v) < 0)
+            if (parse_uint(a, LIMIT_WORKER_AS_MIB_MIN, LIMIT_WORKER_AS_MIB_MAX, &v) < 0)
                 goto bad;
             c->worker_memory = v << 20;
             break;

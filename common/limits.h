@@ -123,8 +123,114 @@
  * decoded are no larger than the body that carried them, with room for the framing. */
 #define LIMIT_IPC_FRAME_BYTES       (LIMIT_BODY_BYTES + 1024u * 1024)
 
+/* Room for a frame's own fields beside its text and images (a block report's counts and
+ * offsets, each string's length). */
+#define LIMIT_IPC_FRAMING_BYTES     (1024u * 1024)
+
+/* Largest message the zygote sends the server (HELLO with the library list is the
+ * biggest: a few hundred bytes). */
+#define LIMIT_ZYGOTE_MESSAGE_BYTES  65536
+
 /* Largest frame a starting worker may send (READY, or why its set-up failed): it is
  * untrusted from the moment it forks, and the server buffers what it sends. */
 #define LIMIT_IPC_SETUP_FRAME_BYTES (64u * 1024)
+
+/* HTTP connections served at once (libmicrohttpd's limit); each suspended one, waiting
+ * for its execution, costs a few kilobytes. */
+#define LIMIT_HTTP_CONNECTIONS      1024
+/* Seconds an idle keep-alive connection (not one waiting on an execution) stays open. */
+#define LIMIT_HTTP_IDLE_TIMEOUT_S   60
+
+/* The bounds of what a flag or a policy may set: values outside are refused at start,
+ * naming the setting. Each is what still works at all (the lower) and past any real use
+ * (the upper). */
+#define LIMIT_DEADLINE_MS_MIN       10          /* a block can still start */
+#define LIMIT_DEADLINE_MS_MAX       3600000     /* an hour per block */
+#define LIMIT_OUTPUT_BYTES_MIN      16          /* room for a short line */
+#define LIMIT_WORKER_AS_MIB_MIN     64          /* the interpreter's own growth */
+#define LIMIT_WORKER_AS_MIB_MAX     1048576     /* 1 TiB: unlimited in practice */
+#define LIMIT_CPU_SECONDS_MAX       86400
+#define LIMIT_MEMORY_MIB_MIN        64
+#define LIMIT_MEMORY_MIB_MAX        1048576
+#define LIMIT_FILE_SIZE_MIB_MAX     1048576
+#define LIMIT_OPEN_FILES_MIN        32          /* the libraries need about 20 */
+#define LIMIT_OPEN_FILES_MAX        1048576
+#define LIMIT_THREADS_MAX           65536
+#define LIMIT_WORKDIR_MIB_MAX       1048576
+#define LIMIT_WORKDIR_INODES_MIN    16
+#define LIMIT_WORKDIR_INODES_MAX    1000000000
+#define LIMIT_WORKERS_MAX           1024        /* --workers, --pool */
+#define LIMIT_QUEUE_MAX             100000
+#define LIMIT_HTTP_THREADS_MAX      256
+#define LIMIT_SESSIONS_MAX          4096
+#define LIMIT_WAIT_MS_MIN           100         /* queue wait, session idle and lifetime */
+#define LIMIT_QUEUE_WAIT_MS_MAX     (24u * 3600 * 1000)
+#define LIMIT_SESSION_MS_MAX        (7u * 24 * 3600 * 1000)
+/* Worker uids start at least here: below are the system's and its users' own. */
+#define LIMIT_UID_BASE_MIN          1000
+#define LIMIT_UID_BASE_MAX          4000000000ull
+
+/* The executor's timers (server/executor.c and its parts). */
+
+/* How long requests may wait for a zygote that is starting or restarting before they
+ * get 503: a cold start imports every library (1-3.5 s here, more on a first run that
+ * builds matplotlib's font cache). */
+#define LIMIT_ZYGOTE_WAIT_MS        60000
+/* A zygote that has not said HELLO by then is stuck: kill it and start another. */
+#define LIMIT_ZYGOTE_START_TIMEOUT_MS 120000
+/* Restart back-off after a zygote death: doubles from the first to the last value, and
+ * resets once a zygote has lived for LIMIT_ZYGOTE_STABLE_MS. */
+#define LIMIT_ZYGOTE_BACKOFF_FIRST_MS 200
+#define LIMIT_ZYGOTE_BACKOFF_MAX_MS 10000
+#define LIMIT_ZYGOTE_STABLE_MS      30000
+/* At shutdown, how long the zygote has to end its workers and remove their cgroups. */
+#define LIMIT_ZYGOTE_STOP_GRACE_MS  2000
+/* With --require-isolation, zygote deaths before HELLO in a row that stop the server. */
+#define LIMIT_ZYGOTE_START_ATTEMPTS 3
+/* After a worker's socket closes mid-job, how long to wait for the zygote to report how
+ * it died before answering without the reason. */
+#define LIMIT_EXIT_STATUS_WAIT_MS   2000
+/* A worker that has not said READY by then (it sandboxes itself in milliseconds) is
+ * stuck: it is killed, and the pool asks for another. */
+#define LIMIT_WORKER_START_TIMEOUT_MS 30000
+/* Pause before asking again when the zygote could not fork, or a worker could not
+ * sandbox itself: a failing kernel is not asked hundreds of times a second. */
+#define LIMIT_SPAWN_RETRY_MS        200
+/* The longest the executor's loop sleeps: the timers it does not track exactly (a
+ * worker stuck starting) are checked at least this often. */
+#define LIMIT_EXECUTOR_TICK_MS      1000
+
+/* Limits that must stay in order, checked when anything is built. */
+_Static_assert(LIMIT_INPUT_FILE_BYTES <= LIMIT_BODY_BYTES,
+               "input files arrive inside the body");
+_Static_assert(LIMIT_BODY_BYTES <= LIMIT_BODIES_IN_FLIGHT,
+               "one body at the limit must fit in what all bodies may hold");
+_Static_assert(LIMIT_IPC_FRAME_BYTES >= LIMIT_BODY_BYTES + LIMIT_IPC_FRAMING_BYTES,
+               "a job frame carries what the body did, decoded, plus framing");
+_Static_assert(LIMIT_OUTPUT_BYTES_MIN <= LIMIT_OUTPUT_BYTES &&
+               LIMIT_OUTPUT_BYTES <= LIMIT_OUTPUT_BYTES_MAX, "the default output cap is settable");
+_Static_assert(LIMIT_OUTPUT_BYTES_FLOOR <= LIMIT_OUTPUT_BYTES,
+               "past the request's budget a block keeps less than its cap, not more");
+_Static_assert(LIMIT_OUTPUT_BYTES_PER_REQUEST >= 3 * LIMIT_OUTPUT_BYTES,
+               "a request's output budget holds one whole block: stdout, stderr, error");
+_Static_assert(LIMIT_IMAGE_BYTES <= LIMIT_IMAGE_BYTES_PER_REQUEST,
+               "one image at the limit fits in a request's image budget");
+_Static_assert((unsigned long long)LIMIT_IMAGE_BYTES_PER_REQUEST + 2ull * LIMIT_OUTPUT_BYTES_MAX +
+               LIMIT_IPC_FRAMING_BYTES <= 0xffffffffull,
+               "a busy worker's largest block report must fit a frame's u32 length");
+_Static_assert(LIMIT_FILE_BYTES >= 2 * LIMIT_WORKDIR_BYTES,
+               "filling the work dir must end in ENOSPC, not EFBIG");
+_Static_assert(LIMIT_WORKER_MEMORY >= LIMIT_WORKER_AS_HEADROOM,
+               "the memory cgroup must not cut below the address-space limit");
+_Static_assert(LIMIT_DEADLINE_MS >= LIMIT_DEADLINE_MS_MIN &&
+               LIMIT_DEADLINE_MS <= LIMIT_DEADLINE_MS_MAX, "the default deadline is settable");
+_Static_assert(LIMIT_SESSIONS <= LIMIT_SESSIONS_MAX && LIMIT_POOL <= LIMIT_WORKERS_MAX &&
+               LIMIT_QUEUE <= LIMIT_QUEUE_MAX, "the defaults are within their flags' bounds");
+_Static_assert(LIMIT_QUEUE_WAIT_MS <= LIMIT_QUEUE_WAIT_MS_MAX &&
+               LIMIT_SESSION_IDLE_MS <= LIMIT_SESSION_LIFETIME_MS &&
+               LIMIT_SESSION_LIFETIME_MS <= LIMIT_SESSION_MS_MAX,
+               "the default waits are within their bounds, idle within lifetime");
+_Static_assert(LIMIT_EXIT_STATUS_WAIT_MS < LIMIT_WORKER_START_TIMEOUT_MS,
+               "waiting for a dead worker's status is shorter than any start");
 
 #endif

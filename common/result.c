@@ -1,5 +1,8 @@
 #include "result.h"
 
+/* A result without a text here fails the build, in every configuration. */
+#pragma GCC diagnostic error "-Wswitch-enum"
+
 const char *px_result_str(enum px_result r)
 {
     switch (r) {
@@ -17,6 +20,7 @@ const char *px_result_str(enum px_result r)
     case PX_SHUTTING_DOWN: return "shutting down";
     case PX_TOO_LARGE: return "value too large";
     case PX_BUSY: return "busy";
+    case PX_SESSION_LIMIT: return "session limit reached";
     }
     return "unknown result";
 }

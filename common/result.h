@@ -19,6 +19,7 @@ enum px_result {
     PX_SHUTTING_DOWN = 11,      /* the server is stopping */
     PX_TOO_LARGE = 12,          /* a value inside the request is over its limit */
     PX_BUSY = 13,               /* the session is running another execution */
+    PX_SESSION_LIMIT = 14,      /* the server holds its maximum of sessions */
 };
 
 /* Short, stable description of a result, for logs. Never NULL. */

@@ -58,16 +58,18 @@ static const struct {
     size_t offset;
     unsigned long long min, max;
 } limit_fields[] = {
-    {"deadline_ms", LIMIT_FIELD(deadline_ms), 10, 3600000},
-    {"cpu_seconds", LIMIT_FIELD(cpu_seconds), 1, 86400},
-    {"address_space_mib", LIMIT_FIELD(address_space_mib), 64, 1048576},
-    {"memory_mib", LIMIT_FIELD(memory_mib), 64, 1048576},
-    {"file_size_mib", LIMIT_FIELD(file_size_mib), 1, 1048576},
-    {"open_files", LIMIT_FIELD(open_files), 32, 1048576},
-    {"threads", LIMIT_FIELD(threads), 1, 65536},
-    {"workdir_mib", LIMIT_FIELD(workdir_mib), 1, 1048576},
-    {"workdir_inodes", LIMIT_FIELD(workdir_inodes), 16, 1000000000},
-    {"output_bytes", LIMIT_FIELD(output_bytes), 16, LIMIT_OUTPUT_BYTES_MAX},
+    {"deadline_ms", LIMIT_FIELD(deadline_ms), LIMIT_DEADLINE_MS_MIN, LIMIT_DEADLINE_MS_MAX},
+    {"cpu_seconds", LIMIT_FIELD(cpu_seconds), 1, LIMIT_CPU_SECONDS_MAX},
+    {"address_space_mib", LIMIT_FIELD(address_space_mib), LIMIT_WORKER_AS_MIB_MIN,
+     LIMIT_WORKER_AS_MIB_MAX},
+    {"memory_mib", LIMIT_FIELD(memory_mib), LIMIT_MEMORY_MIB_MIN, LIMIT_MEMORY_MIB_MAX},
+    {"file_size_mib", LIMIT_FIELD(file_size_mib), 1, LIMIT_FILE_SIZE_MIB_MAX},
+    {"open_files", LIMIT_FIELD(open_files), LIMIT_OPEN_FILES_MIN, LIMIT_OPEN_FILES_MAX},
+    {"threads", LIMIT_FIELD(threads), 1, LIMIT_THREADS_MAX},
+    {"workdir_mib", LIMIT_FIELD(workdir_mib), 1, LIMIT_WORKDIR_MIB_MAX},
+    {"workdir_inodes", LIMIT_FIELD(workdir_inodes), LIMIT_WORKDIR_INODES_MIN,
+     LIMIT_WORKDIR_INODES_MAX},
+    {"output_bytes", LIMIT_FIELD(output_bytes), LIMIT_OUTPUT_BYTES_MIN, LIMIT_OUTPUT_BYTES_MAX},
     {"input_file_bytes", LIMIT_FIELD(input_file_bytes), 0, LIMIT_BODY_BYTES},
 };
 #define NLIMITS (sizeof(limit_fields) / sizeof(limit_fields[0]))

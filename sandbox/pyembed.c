@@ -29,7 +29,7 @@ static const char *const warm_modules[] = {
 };
 
 static PyObject *runner;      /* the runner module; lives for the process */
-static char *info_json;       /* malloc'd, lives for the process */
+static struct interpreter_info info;   /* filled once by pyembed_init */
 static int job_sock = -1;     /* where block_done sends; set by pyembed_run_job */
 static int out_copy_fd = -1;  /* the capture files, measured at each block's end */
 static int err_copy_fd = -1;
@@ -183,6 +183,36 @@ static int add_site_packages(const char *dir)
     return 0;
 }
 
+/* Copies a Python str into dst (size n), cut to fit; "" for anything else. */
+static void copy_str(PyObject *o, char *dst, size_t n)
+{
+    const char *s = o && PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL;
+    snprintf(dst, n, "%s", s ? s : "");
+    PyErr_Clear();
+}
+
+/* The runner's describe() result, (python, [(name, version)], [failure]), into info. */
+static int fill_info(PyObject *res)
+{
+    PyObject *libs, *fails;
+    PyObject *python;
+    if (!PyArg_ParseTuple(res, "OO!O!", &python, &PyList_Type, &libs, &PyList_Type, &fails))
+        return -1;
+    copy_str(python, info.python, sizeof(info.python));
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(libs) && info.nlibraries < INTERPRETER_INFO_LIBRARIES; i++) {
+        PyObject *pair = PyList_GET_ITEM(libs, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)
+            return -1;
+        struct library_version *lib = &info.libraries[info.nlibraries++];
+        copy_str(PyTuple_GET_ITEM(pair, 0), lib->name, sizeof(lib->name));
+        copy_str(PyTuple_GET_ITEM(pair, 1), lib->version, sizeof(lib->version));
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fails) && info.nfailures < INTERPRETER_INFO_FAILURES; i++)
+        copy_str(PyList_GET_ITEM(fails, i), info.import_failures[info.nfailures++],
+                 sizeof(info.import_failures[0]));
+    return 0;
+}
+
 int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen)
 {
     PyStatus st;
@@ -266,11 +296,11 @@ int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen)
         return -1;
     }
     args = Py_BuildValue("(N)", failures);
-    res = args ? call_runner("info_json", args) : NULL;
+    res = args ? call_runner("describe", args) : NULL;
     Py_XDECREF(args);
-    const char *text = res ? PyUnicode_AsUTF8(res) : NULL;
-    if (!text || !(info_json = strdup(text))) {
+    if (!res || fill_info(res) < 0) {
         Py_XDECREF(res);
+        log_py_error("describing the libraries");
         snprintf(err, errlen, "cannot describe the libraries");
         return -1;
     }
@@ -291,9 +321,9 @@ status_error:
     return -1;
 }
 
-const char *pyembed_info_json(void)
+const struct interpreter_info *pyembed_info(void)
 {
-    return info_json ? info_json : "{}";
+    return &info;
 }
 
 void pyembed_after_fork_child(void)

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "../common/interpreter_info.h"
+
 struct pyembed_options {
     const char *site_packages;   /* the sandbox's libraries (.venv site-packages) */
     const char *runner_file;     /* file name of the runner frame in tracebacks; NULL: none */
@@ -19,9 +21,9 @@ struct pyembed_options {
  * On failure returns -1 with a message in err. Call once, single-threaded. */
 int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen);
 
-/* JSON text describing the interpreter and libraries (for /healthz). Owned by pyembed;
- * valid for the life of the process. */
-const char *pyembed_info_json(void);
+/* The interpreter's and the libraries' versions, and the imports that failed (for
+ * /healthz). Owned by pyembed; valid for the life of the process. */
+const struct interpreter_info *pyembed_info(void);
 
 /* In a freshly forked worker, before anything else touches Python: reinitialises
  * CPython's post-fork state (random's reseed among it) and reseeds numpy. The capturing

@@ -6,11 +6,12 @@ every worker forked from it starts with these functions ready. The C half
 
   setup(...)     once in the zygote: limits and the traceback's runner frame
   warm(names)    once in the zygote: import and exercise the libraries
+  describe(...)  once in the zygote: the versions /healthz reports
   after_fork()   in each worker, before any user code
   run_job(codes) in each worker: run the blocks in one namespace, report each block
                  through _pyexecd.block_done as soon as it ends
 
-Behaviour mirrors the real service as described in ../shared/docs/gemini-wire.md:
+Behaviour mirrors the real service as described in docs/gemini-wire.md:
 dedent, compile as "<string>", run in __main__'s namespace kept across blocks, on an
 exception report "str(exc)\\n" + a traceback whose first frame is the service's runner.
 """
@@ -595,19 +596,17 @@ _DISTRIBUTIONS = ("altair", "chess", "opencv-python-headless", "matplotlib", "mp
                   "statsmodels", "striprtf", "sympy", "tabulate", "scipy", "pillow")
 
 
-def info_json(import_failures):
+def describe(import_failures):
+    """(Python version, [(distribution, version or "")], import failures): what the
+    zygote reports to the server, which /healthz shows."""
     from importlib import metadata
-    versions = {}
+    versions = []
     for dist in _DISTRIBUTIONS:
         try:
-            versions[dist] = metadata.version(dist)
+            versions.append((dist, metadata.version(dist)))
         except Exception:
-            versions[dist] = None
-    return json.dumps({
-        "python": sys.version.split()[0],
-        "libraries": versions,
-        "importFailures": import_failures,
-    })
+            versions.append((dist, ""))
+    return sys.version.split()[0], versions, list(import_failures)
 
 
 def after_fork():

@@ -410,8 +410,7 @@ int zygote_serve(const struct zygote_options *o)
     struct ipc_buf p;
     ipc_buf_init(&p);
     ipc_put_u32(&p, layers);
-    const char *info = pyembed_info_json();
-    ipc_put_bytes(&p, info, strlen(info));
+    interpreter_info_put(&p, pyembed_info());
     if (send_frame(IPC_Z_HELLO, &p, NULL, 0) < 0)
         return 1;
     ipc_buf_release(&p);

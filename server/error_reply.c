@@ -5,53 +5,50 @@
 
 #include "wire.h"
 
-/* Result -> HTTP status and google.rpc.Code name. 405 and 413 have no gRPC code of their
- * own; the request is invalid as sent, so they carry INVALID_ARGUMENT. */
-static const struct {
-    enum px_result result;
+/* A result the table below leaves out fails the build, in every configuration. */
+#pragma GCC diagnostic error "-Wswitch-enum"
+
+struct http_error {
     int http;
-    const char *status;
-} mapping[] = {
-    {PX_OK, 200, "OK"},
-    {PX_INVALID_ARGUMENT, 400, "INVALID_ARGUMENT"},
-    {PX_TOO_LARGE, 400, "INVALID_ARGUMENT"},
-    {PX_BODY_TOO_LARGE, 413, "INVALID_ARGUMENT"},
-    {PX_NOT_FOUND, 404, "NOT_FOUND"},
-    {PX_METHOD_NOT_ALLOWED, 405, "INVALID_ARGUMENT"},
-    {PX_QUEUE_FULL, 429, "RESOURCE_EXHAUSTED"},
-    {PX_BUSY, 409, "ABORTED"},
-    {PX_UNAVAILABLE, 503, "UNAVAILABLE"},
-    {PX_SHUTTING_DOWN, 503, "UNAVAILABLE"},
-    {PX_INTERNAL, 500, "INTERNAL"},
-    {PX_NOMEM, 500, "INTERNAL"},
-    {PX_SYSTEM, 500, "INTERNAL"},
-    {PX_PROTOCOL, 500, "INTERNAL"},
+    const char *status;     /* the google.rpc.Code name */
 };
 
-static size_t find(enum px_result r)
+/* Result -> HTTP status and google.rpc.Code name. 405 and 413 have no gRPC code of their
+ * own; the request is invalid as sent, so they carry INVALID_ARGUMENT. */
+static struct http_error http_error_of(enum px_result r)
 {
-    size_t internal = 0;
-    for (size_t i = 0; i < sizeof(mapping) / sizeof(mapping[0]); i++) {
-        if (mapping[i].result == r)
-            return i;
-        if (mapping[i].result == PX_INTERNAL)
-            internal = i;
+    switch (r) {
+    case PX_OK: return (struct http_error){200, "OK"};
+    case PX_INVALID_ARGUMENT: return (struct http_error){400, "INVALID_ARGUMENT"};
+    case PX_TOO_LARGE: return (struct http_error){400, "INVALID_ARGUMENT"};
+    case PX_BODY_TOO_LARGE: return (struct http_error){413, "INVALID_ARGUMENT"};
+    case PX_NOT_FOUND: return (struct http_error){404, "NOT_FOUND"};
+    case PX_METHOD_NOT_ALLOWED: return (struct http_error){405, "INVALID_ARGUMENT"};
+    case PX_QUEUE_FULL: return (struct http_error){429, "RESOURCE_EXHAUSTED"};
+    case PX_SESSION_LIMIT: return (struct http_error){429, "RESOURCE_EXHAUSTED"};
+    case PX_BUSY: return (struct http_error){409, "ABORTED"};
+    case PX_UNAVAILABLE: return (struct http_error){503, "UNAVAILABLE"};
+    case PX_SHUTTING_DOWN: return (struct http_error){503, "UNAVAILABLE"};
+    case PX_INTERNAL: return (struct http_error){500, "INTERNAL"};
+    case PX_NOMEM: return (struct http_error){500, "INTERNAL"};
+    case PX_SYSTEM: return (struct http_error){500, "INTERNAL"};
+    case PX_PROTOCOL: return (struct http_error){500, "INTERNAL"};
     }
-    return internal;
+    return (struct http_error){500, "INTERNAL"};   /* not a result at all: a bug */
 }
 
 int result_http_status(enum px_result r)
 {
-    return mapping[find(r)].http;
+    return http_error_of(r).http;
 }
 
 void reply_error(struct http_exchange *ex, enum px_result r, const char *message,
                  const char *allow)
 {
-    size_t i = find(r);
+    struct http_error e = http_error_of(r);
     size_t len = 0;
-    char *body = wire_encode_error(mapping[i].http, message ? message : px_result_str(r),
-                                   mapping[i].status, &len);
+    char *body = wire_encode_error(e.http, message ? message : px_result_str(r), e.status,
+                                   &len);
     /* NULL body: the HTTP layer answers 500 "out of memory" from static storage. */
-    http_exchange_reply(ex, mapping[i].http, body, body ? len : 0, allow);
+    http_exchange_reply(ex, e.http, body, body ? len : 0, allow);
 }

@@ -9,10 +9,8 @@ void exec_request_release(struct exec_request *req)
         free(req->codes[i]);
     free(req->codes);
     free(req->code_lens);
-    for (size_t i = 0; i < req->nfiles; i++) {
-        free(req->files[i].name);
+    for (size_t i = 0; i < req->nfiles; i++)
         free(req->files[i].data);
-    }
     free(req->files);
     memset(req, 0, sizeof(*req));
 }
@@ -32,6 +30,5 @@ void exec_result_free(struct exec_result *res)
         free(b->images);
     }
     free(res->blocks);
-    free(res->status_message);
     free(res);
 }

@@ -1,5 +1,6 @@
-/* What an execution is asked to do and what it produced: the types shared by the wire
- * codec (server/wire.c), the executor (server/executor.c) and the routes. */
+/* What an execution is asked to do and what it produced, and the answer the executor
+ * gives: the types shared by the wire codec (server/wire.c), the executor
+ * (server/executor.c) and the routes. */
 #ifndef PYEXECD_EXECUTION_H
 #define PYEXECD_EXECUTION_H
 
@@ -8,7 +9,8 @@
 #include "../common/result.h"
 
 struct input_file {
-    char *name;               /* "input_file_0.csv": owned */
+    const char *ext;          /* "csv", from its MIME type: static text. Its name in the
+                               * work dir (input_file_N.ext) is given when it is sent */
     unsigned char *data;      /* decoded bytes: owned */
     size_t len;
 };
@@ -68,9 +70,7 @@ enum limit_hit {
 };
 
 struct exec_result {
-    enum px_result status;    /* PX_OK, or why there are no block results (503 ...) */
-    char *status_message;     /* owned, may be NULL */
-    struct block_result *blocks;  /* one per code block when status is PX_OK: owned */
+    struct block_result *blocks;  /* one per code block: owned */
     size_t nblocks;
     enum limit_hit limit;
     int session_ended;        /* the session this ran in is over (its interpreter stopped) */
@@ -88,13 +88,18 @@ struct session_info {
     int busy;                     /* an execution is running */
 };
 
-/* The answer to a session operation: PX_OK with info, or an error with a message for the
- * client (PX_NOT_FOUND, PX_QUEUE_FULL, PX_UNAVAILABLE, ...). Valid during the callback. */
-struct session_reply {
+/* The one answer the executor gives each accepted call: PX_OK with what it produced, or
+ * an error with a message for the client (PX_NOT_FOUND, PX_UNAVAILABLE, ...). */
+struct exec_reply {
     enum px_result status;
-    const char *message;
-    struct session_info info;
+    const char *message;          /* on error; may be NULL; valid during the callback */
+    struct exec_result *result;   /* an execution's results on PX_OK: the callee takes
+                                   * them over and frees them with exec_result_free */
+    struct session_info session;  /* a session operation's session on PX_OK */
 };
+
+/* Called exactly once per accepted call, on the executor thread. Must not block. */
+typedef void (*exec_done_fn)(void *ctx, struct exec_reply *reply);
 
 void exec_request_release(struct exec_request *req);
 /* Frees everything the result owns and the result itself. NULL is fine. */

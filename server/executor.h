@@ -1,26 +1,24 @@
 /* The executor: runs execution requests on sandboxed workers forked by the zygote.
  *
  * One thread owns all of it (an epoll loop over the zygote's control socket, each
- * worker's socket and the deadlines), so no request ever blocks an HTTP thread. It
- * launches the zygote and restarts it when it dies, keeps a pool of pre-forked workers,
- * bounds concurrency and the queue, kills a worker at its deadline from outside, and turns
- * what each worker left into block results. */
+ * worker's socket and the deadlines), so no request ever blocks an HTTP thread. Its
+ * loop (executor.c) calls down into the parts, which never call back up into it:
+ *
+ *   executor.c      the thread: submissions, the queue, dispatch, timers, the snapshot
+ *     sessions.c    interpreters kept across requests
+ *     zygote_link.c the zygote: start, restart, worker requests, its reports
+ *       worker_link.c   each worker: its socket, its reports, its death
+ *         job.c, job_results.c   a job's life cycle and its block results
+ */
 #ifndef PYEXECD_EXECUTOR_H
 #define PYEXECD_EXECUTOR_H
 
 #include <stddef.h>
 
+#include "../common/config.h"
 #include "../common/result.h"
-#include "block_output.h"
-#include "health_report.h"
 #include "execution.h"
-
-/* Called exactly once per accepted request, on the executor thread, with the result
- * (ownership passes to the callee, who frees it with exec_result_free). Must not block. */
-typedef void (*exec_done_fn)(void *ctx, struct exec_result *res);
-
-/* Called exactly once per accepted session operation, on the executor thread. */
-typedef void (*session_done_fn)(void *ctx, const struct session_reply *reply);
+#include "health_report.h"
 
 struct executor_config {
     unsigned workers;             /* executions at once */
@@ -42,28 +40,29 @@ struct executor_config {
 /* Starts the executor thread, which launches the zygote. Returns 0 or -1 with err. */
 int executor_start(const struct executor_config *cfg, char *err, size_t errlen);
 
-/* Queues a request. The request stays owned by the caller and must stay valid until
- * `done` is called. Returns PX_OK (done will be called), or at once PX_QUEUE_FULL,
- * PX_SHUTTING_DOWN or PX_NOMEM (done will not be called). Thread-safe. */
+/* Every call below is thread-safe. Each returns PX_OK when `done` will be called exactly
+ * once, on the executor thread, with the answer (struct exec_reply); or an error at once,
+ * and then `done` is never called: PX_QUEUE_FULL (every worker busy and the queue full),
+ * PX_SESSION_LIMIT (creating a session past --max-sessions), PX_SHUTTING_DOWN, PX_NOMEM.
+ * A request (req) stays the caller's and must stay valid until `done` is called; a
+ * session id is copied. */
+
+/* Runs req's blocks in a fresh interpreter. */
 enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx);
 
-/* Sessions: one interpreter kept across requests. Each call returns PX_OK when `done`
- * will be called, or an error at once (PX_QUEUE_FULL at the session limit,
- * PX_SHUTTING_DOWN, PX_NOMEM). create waits for a pre-forked worker like a request does.
- * id is copied. */
-enum px_result executor_session_create(session_done_fn done, void *ctx);
-enum px_result executor_session_get(const char *id, session_done_fn done, void *ctx);
-/* Ends the session and removes its files (its worker and tmpfs go). */
-enum px_result executor_session_delete(const char *id, session_done_fn done, void *ctx);
-/* Runs req in the session's interpreter and work dir; `done` gets the result, or an error
- * result: PX_NOT_FOUND (no such session, or it ended: the message says why), PX_BUSY
- * (another execution is running in it). The request stays the caller's until then. */
+/* Sessions: one interpreter kept across requests. create waits for a pre-forked worker
+ * like a request does; get describes one; delete ends it and removes its files (its
+ * worker and tmpfs go); execute runs req in its interpreter and work dir, and is
+ * answered PX_NOT_FOUND (no such session, or it ended: the message says why) or PX_BUSY
+ * (another execution is running in it) when it cannot run. */
+enum px_result executor_session_create(exec_done_fn done, void *ctx);
+enum px_result executor_session_get(const char *id, exec_done_fn done, void *ctx);
+enum px_result executor_session_delete(const char *id, exec_done_fn done, void *ctx);
 enum px_result executor_session_execute(const char *id, const struct exec_request *req,
                                         exec_done_fn done, void *ctx);
 
-/* Fills the executor's part of a health report. *info_json gets a malloc'd copy of the
- * zygote's interpreter description (caller frees) or NULL. Thread-safe. */
-void executor_snapshot(struct health_report *h, char **info_json);
+/* Fills the executor's part of a health report. */
+void executor_snapshot(struct health_report *h);
 
 /* Fails every pending request with PX_SHUTTING_DOWN, kills the workers and the zygote,
  * joins the thread. */

@@ -5,12 +5,8 @@
 
 #include <sys/types.h>
 
-enum zygote_state {
-    ZYGOTE_STARTING,    /* launched, importing the libraries */
-    ZYGOTE_READY,       /* forking workers */
-    ZYGOTE_DOWN,        /* died; a restart is scheduled */
-    ZYGOTE_STOPPED,     /* the server is shutting down */
-};
+#include "../common/interpreter_info.h"
+#include "zygote_link.h"
 
 struct health_report {
     enum zygote_state zygote_state;
@@ -31,7 +27,7 @@ struct health_report {
     unsigned long long deadline_kills;
     unsigned long long worker_crashes;
     unsigned long long setup_failures;
-    const char *info_json;       /* interpreter and library versions, borrowed; may be NULL */
+    struct interpreter_info interpreter;   /* python[0] == '\0' until the zygote said */
     unsigned deadline_ms;
     unsigned long long output_bytes;
     unsigned long long body_bytes;

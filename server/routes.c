@@ -13,7 +13,6 @@ static struct routes_options options;
 void routes_init(const struct routes_options *opt)
 {
     options = *opt;
-    wire_set_input_file_limit(opt->input_file_bytes);
 }
 
 /* One POST /v1/execute in flight: everything its reply needs. */
@@ -43,21 +42,18 @@ static char *produce_execute_reply(void *ctx, int *status, size_t *len)
     return body;
 }
 
-/* exec_done_fn: runs on the executor thread; takes res over. */
-static void execute_done(void *ctx, struct exec_result *res)
+/* exec_done_fn: runs on the executor thread; takes the results over. */
+static void execute_done(void *ctx, struct exec_reply *reply)
 {
     struct execute_call *call = ctx;
-    if (!res) {
-        reply_error(call->ex, PX_NOMEM, "Out of memory while building the reply.", NULL);
-    } else if (res->status != PX_OK) {
-        reply_error(call->ex, res->status, res->status_message, NULL);
-        exec_result_free(res);
-    } else {
-        call->res = res;
-        http_exchange_reply_later(call->ex, produce_execute_reply, call);
+    if (reply->status != PX_OK) {
+        reply_error(call->ex, reply->status, reply->message, NULL);
+        execute_call_free(call);
         return;
     }
-    execute_call_free(call);
+    call->res = reply->result;
+    reply->result = NULL;
+    http_exchange_reply_later(call->ex, produce_execute_reply, call);
 }
 
 /* An execute body, in a new interpreter (session NULL) or in a session's. */
@@ -72,7 +68,8 @@ static void run_execute(struct http_exchange *ex, const char *session)
         return;
     }
     call->ex = ex;
-    enum px_result r = wire_parse_execute(body, len, &call->w, &call->req, msg, sizeof(msg));
+    enum px_result r = wire_parse_execute(body, len, options.input_file_bytes, &call->w,
+                                          &call->req, msg, sizeof(msg));
     if (r != PX_OK) {
         reply_error(ex, r, msg, NULL);
         free(call);
@@ -94,8 +91,8 @@ static void handle_execute(struct http_exchange *ex)
     run_execute(ex, NULL);
 }
 
-/* session_done_fn for create and get: the session resource. */
-static void session_info_done(void *ctx, const struct session_reply *rep)
+/* exec_done_fn for create and get: the session resource. */
+static void session_info_done(void *ctx, struct exec_reply *rep)
 {
     struct http_exchange *ex = ctx;
     if (rep->status != PX_OK) {
@@ -103,12 +100,12 @@ static void session_info_done(void *ctx, const struct session_reply *rep)
         return;
     }
     size_t len;
-    char *body = wire_encode_session(&rep->info, &len);
+    char *body = wire_encode_session(&rep->session, &len);
     http_exchange_reply(ex, 200, body, len, NULL);   /* NULL body: out of memory, 500 */
 }
 
-/* session_done_fn for delete: an empty object. */
-static void session_deleted(void *ctx, const struct session_reply *rep)
+/* exec_done_fn for delete: an empty object. */
+static void session_deleted(void *ctx, struct exec_reply *rep)
 {
     struct http_exchange *ex = ctx;
     if (rep->status != PX_OK) {
@@ -124,7 +121,7 @@ static void session_refused(struct http_exchange *ex, enum px_result r)
 {
     char msg[160];
     const char *why = NULL;
-    if (r == PX_QUEUE_FULL) {
+    if (r == PX_SESSION_LIMIT) {
         snprintf(msg, sizeof(msg), "The server already holds its maximum of %u sessions; "
                  "delete one or retry later.", options.max_sessions);
         why = msg;
@@ -205,10 +202,8 @@ static int route_session(struct http_exchange *ex, const char *path, const char 
 
 static void handle_health(struct http_exchange *ex)
 {
-    struct health_report h = {0};
-    char *info = NULL;
-    executor_snapshot(&h, &info);
-    h.info_json = info;
+    struct health_report h;
+    executor_snapshot(&h);
     h.deadline_ms = options.deadline_ms;
     h.output_bytes = options.output_bytes;
     h.body_bytes = options.body_bytes;
@@ -216,7 +211,6 @@ static void handle_health(struct http_exchange *ex)
     h.policy_name = options.policy_name;
     size_t len;
     char *body = wire_encode_health(&h, &len);
-    free(info);
     if (!body) {
         reply_error(ex, PX_NOMEM, "Out of memory.", NULL);
         return;

@@ -23,11 +23,6 @@
 #include "http_server.h"
 #include "routes.h"
 
-/* Connections served at once; each suspended one costs a few kilobytes. */
-#define HTTP_CONNECTION_LIMIT 1024
-/* Seconds an idle keep-alive connection (not one waiting on an execution) stays open. */
-#define HTTP_IDLE_TIMEOUT_S 60
-
 /* Creates a directory we own, refusing one somebody else planted (the default lives in
  * /tmp) or a symlink. */
 static int own_dir(const char *path, mode_t mode)
@@ -194,7 +189,8 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
     routes_init(&ro);
     struct http_server_options ho = {
         .listen_fd = listen_fd, .threads = c->http_threads, .max_body = LIMIT_BODY_BYTES,
-        .connection_limit = HTTP_CONNECTION_LIMIT, .idle_timeout_s = HTTP_IDLE_TIMEOUT_S,
+        .connection_limit = LIMIT_HTTP_CONNECTIONS,
+        .idle_timeout_s = LIMIT_HTTP_IDLE_TIMEOUT_S,
         .handler = routes_handle,
     };
     if (http_server_start(&ho, err, sizeof(err)) < 0) {

@@ -14,14 +14,6 @@
 #include "base64.h"
 #include "utf8.h"
 
-/* Decoded bytes of input files a request may carry (the policy's input_file_bytes). */
-static size_t input_file_limit = LIMIT_INPUT_FILE_BYTES;
-
-void wire_set_input_file_limit(size_t bytes)
-{
-    input_file_limit = bytes;
-}
-
 struct wire_execute {
     cJSON *parts;          /* normalised request parts, in order */
     size_t *block_of;      /* for each part: index of its code block, or SIZE_MAX */
@@ -177,6 +169,7 @@ struct parse_state {
     struct wire_execute *w;
     struct exec_request *req;
     size_t input_bytes;
+    size_t input_limit;       /* decoded input-file bytes the request may carry */
     char *msg;
     size_t msglen;
 };
@@ -268,10 +261,10 @@ static enum px_result parse_inline_data(struct parse_state *st, const cJSON *obj
         return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
                       "Invalid value at '%s.data' (TYPE_BYTES), Base64 decoding failed.", sub);
     st->input_bytes += dec_len;
-    if (st->input_bytes > input_file_limit) {
+    if (st->input_bytes > st->input_limit) {
         free(dec);
         return errorf(st->msg, st->msglen, PX_TOO_LARGE,
-                      "The input files total more than %zu bytes.", input_file_limit);
+                      "The input files total more than %zu bytes.", st->input_limit);
     }
 
     struct exec_request *req = st->req;
@@ -279,15 +272,10 @@ static enum px_result parse_inline_data(struct parse_state *st, const cJSON *obj
         free(dec);
         return PX_NOMEM;
     }
-    struct input_file *file = &req->files[req->nfiles];
-    char name[48];
-    snprintf(name, sizeof(name), "input_file_%zu.%s", req->nfiles, ext);
-    file->name = strdup(name);
+    struct input_file *file = &req->files[req->nfiles++];
+    file->ext = ext;
     file->data = dec;
     file->len = dec_len;
-    req->nfiles++;
-    if (!file->name)
-        return PX_NOMEM;
 
     cJSON *id = cJSON_AddObjectToObject(echo_part, "inlineData");
     if (!id || !cJSON_AddStringToObject(id, "mimeType", mime->valuestring) ||
@@ -389,11 +377,13 @@ static enum px_result parse_part(struct parse_state *st, const cJSON *part, cons
     return PX_OK;
 }
 
-enum px_result wire_parse_execute(const char *body, size_t len, struct wire_execute **out,
-                                  struct exec_request *req, char *msg, size_t msglen)
+enum px_result wire_parse_execute(const char *body, size_t len, size_t input_limit,
+                                  struct wire_execute **out, struct exec_request *req,
+                                  char *msg, size_t msglen)
 {
     enum px_result r;
-    struct parse_state st = {.req = req, .msg = msg, .msglen = msglen};
+    struct parse_state st = {.req = req, .input_limit = input_limit, .msg = msg,
+                             .msglen = msglen};
     cJSON *root = NULL;
 
     *out = NULL;
@@ -789,19 +779,21 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
     if (ok && h->policy_name)
         ok &= !!cJSON_AddStringToObject(root, "policy", h->policy_name);
 
-    if (ok && h->info_json) {
-        cJSON *info = cJSON_Parse(h->info_json);
-        if (info) {
-            cJSON *py = cJSON_DetachItemFromObjectCaseSensitive(info, "python");
-            cJSON *libs = cJSON_DetachItemFromObjectCaseSensitive(info, "libraries");
-            cJSON *fails = cJSON_DetachItemFromObjectCaseSensitive(info, "importFailures");
-            if (py)
-                cJSON_AddItemToObject(root, "python", py);
-            if (libs)
-                cJSON_AddItemToObject(root, "libraries", libs);
-            if (fails)
-                cJSON_AddItemToObject(root, "importFailures", fails);
-            cJSON_Delete(info);
+    const struct interpreter_info *in = &h->interpreter;
+    if (ok && in->python[0]) {
+        ok &= !!cJSON_AddStringToObject(root, "python", in->python);
+        cJSON *libs = cJSON_AddObjectToObject(root, "libraries");
+        ok &= !!libs;
+        for (unsigned i = 0; ok && i < in->nlibraries; i++) {
+            const struct library_version *l = &in->libraries[i];
+            cJSON *v = l->version[0] ? cJSON_CreateString(l->version) : cJSON_CreateNull();
+            ok &= v && cJSON_AddItemToObject(libs, l->name, v);
+        }
+        cJSON *fails = cJSON_AddArrayToObject(root, "importFailures");
+        ok &= !!fails;
+        for (unsigned i = 0; ok && i < in->nfailures; i++) {
+            cJSON *f = cJSON_CreateString(in->import_failures[i]);
+            ok &= f && cJSON_AddItemToArray(fails, f);
         }
     }
     if (ok)

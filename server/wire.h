@@ -14,18 +14,16 @@
 struct wire_execute;
 
 /* Parses an execute body: one Part holding executableCode, or a Content {"parts": [...]}
- * (role optional), camelCase or snake_case. body must be NUL-terminated at body[len].
+ * (role optional), camelCase or snake_case. body must be NUL-terminated at body[len];
+ * its input files may total input_limit decoded bytes (the policy's input_file_bytes).
  * On success returns PX_OK, *out (caller frees with wire_execute_free) and *req filled
  * (caller releases with exec_request_release). On failure returns PX_INVALID_ARGUMENT or
  * PX_TOO_LARGE (or PX_NOMEM) with a message for the client in msg; nothing to free. */
-enum px_result wire_parse_execute(const char *body, size_t len, struct wire_execute **out,
-                                  struct exec_request *req, char *msg, size_t msglen);
+enum px_result wire_parse_execute(const char *body, size_t len, size_t input_limit,
+                                  struct wire_execute **out, struct exec_request *req,
+                                  char *msg, size_t msglen);
 
 void wire_execute_free(struct wire_execute *w);
-
-/* Sets the decoded input-file bytes a request may carry (default LIMIT_INPUT_FILE_BYTES).
- * Call before serving. */
-void wire_set_input_file_limit(size_t bytes);
 
 /* Encodes the reply {"parts": [...]}: every request part in order, each code part followed
  * by its codeExecutionResult entries (with the code's id) and its images. Returns a

@@ -11,6 +11,7 @@ def _load():
     values = {}
     with open(_HEADER) as f:
         text = f.read().replace("\\\n", " ")   # join continued lines
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)   # and drop the comments
         for line in text.splitlines():
             m = re.match(r"#define\s+(LIMIT_\w+)\s+(.+?)\s*$", line)
             if not m:

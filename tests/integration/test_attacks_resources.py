@@ -776,17 +776,19 @@ SIGNAL_ROWS = [
 
     Row("sig-daemon-printer", "signals",
         attack="a daemon thread printing forever, during and after the block",
+        # Lines of a kilobyte: even a slow machine prints past the cap within the second.
         code=(WHO + "import threading, time\n"
               "def spam():\n"
               "    i = 0\n"
               "    while True:\n"
-              "        print('spam', i)\n"
+              "        print('spam', i, 'x' * 1000)\n"
               "        i += 1\n"
               "threading.Thread(target=spam, daemon=True).start()\n"
               "time.sleep(1.0)\n"),
         before=clock,
         expect=all_of(outcomes("OUTCOME_OK"),
-                      output_of(0, startswith="uid ", contains=("\nspam 0\nspam 1\n", NOTE),
+                      output_of(0, startswith="uid ",
+                                contains=("\nspam 0 " + "x" * 1000 + "\nspam 1 x", NOTE),
                                 max_len=CAP + len(NOTE) + 2),
                       limit("OUTPUT_BYTES"),
                       # (JSON doubles each newline's size)

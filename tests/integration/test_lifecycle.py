@@ -315,6 +315,9 @@ class ServerKilledTest(unittest.TestCase):
         call.start()
         wait_for(lambda: health_when(s, lambda h: h["workers"]["running"] == 1), 10,
                  "the request to start running")
+        # The pool refills asynchronously (a fork of the zygote): wait for the new one.
+        wait_for(lambda: len(s.stray_processes()) >= 2, 10,
+                 "the running worker and a pooled one")
         workers = s.stray_processes()
         self.assertGreaterEqual(len(workers), 2, "want the running worker and a pooled one")
         s.proc.send_signal(signal.SIGSTOP)

@@ -1,5 +1,5 @@
 """What a code block does and what the reply says about it: the Gemini code-execution
-semantics pyexecd emulates (../shared/docs/gemini-wire.md), checked end to end against the
+semantics pyexecd emulates (docs/gemini-wire.md), checked end to end against the
 real server, zygote, sandbox and interpreter.
 
 Run: PYEXECD_BIN=build/pyexecd python3 tests/integration/test_semantics.py -v

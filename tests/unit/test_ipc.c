@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/interpreter_info.h"
 #include "common/ipc.h"
 #include "tests/unit/check.h"
 
@@ -405,8 +406,55 @@ static void test_recv_frame(void)
     ipc_buf_release(&b);
 }
 
+/* The zygote's HELLO description: what is put is what is read; over-long strings are
+ * cut, entries past the table's size dropped, a truncated payload refused. */
+static void test_interpreter_info(void)
+{
+    struct interpreter_info in, out;
+    memset(&in, 0, sizeof(in));
+    snprintf(in.python, sizeof(in.python), "3.11.2");
+    in.nlibraries = INTERPRETER_INFO_LIBRARIES;
+    for (unsigned i = 0; i < in.nlibraries; i++) {
+        snprintf(in.libraries[i].name, sizeof(in.libraries[i].name), "lib%u", i);
+        snprintf(in.libraries[i].version, sizeof(in.libraries[i].version), i % 2 ? "" : "1.%u", i);
+    }
+    in.nfailures = 1;
+    snprintf(in.import_failures[0], sizeof(in.import_failures[0]), "cv2: ImportError");
+    struct ipc_buf b;
+    ipc_buf_init(&b);
+    interpreter_info_put(&b, &in);
+    struct ipc_cursor c;
+    ipc_cursor_init(&c, b.data, b.len);
+    CHECK(interpreter_info_get(&c, &out) == 0 && c.left == 0);
+    CHECK(memcmp(&in, &out, sizeof(in)) == 0);
+    /* Cut off anywhere: refused. */
+    ipc_cursor_init(&c, b.data, b.len - 1);
+    CHECK(interpreter_info_get(&c, &out) == -1);
+    ipc_buf_release(&b);
+
+    /* A longer name than the field holds is cut; more libraries than the table holds
+     * are read past and dropped. */
+    char longname[200];
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    ipc_buf_init(&b);
+    ipc_put_bytes(&b, longname, strlen(longname));
+    ipc_put_u32(&b, INTERPRETER_INFO_LIBRARIES + 3);
+    for (unsigned i = 0; i < INTERPRETER_INFO_LIBRARIES + 3; i++) {
+        ipc_put_bytes(&b, "n", 1);
+        ipc_put_bytes(&b, "v", 1);
+    }
+    ipc_put_u32(&b, 0);
+    ipc_cursor_init(&c, b.data, b.len);
+    CHECK(interpreter_info_get(&c, &out) == 0 && c.left == 0);
+    CHECK(strlen(out.python) == sizeof(out.python) - 1);
+    CHECK(out.nlibraries == INTERPRETER_INFO_LIBRARIES && out.nfailures == 0);
+    ipc_buf_release(&b);
+}
+
 int main(void)
 {
+    test_interpreter_info();
     test_build_and_read();
     test_cursor_overrun();
     test_reader_byte_by_byte();

@@ -79,7 +79,8 @@ static int parse_ok(const char *body, size_t len, struct wire_execute **w,
                     struct exec_request *req)
 {
     char msg[512] = "";
-    enum px_result r = wire_parse_execute(body, len, w, req, msg, sizeof(msg));
+    enum px_result r = wire_parse_execute(body, len, LIMIT_INPUT_FILE_BYTES, w, req, msg,
+                                          sizeof(msg));
     if (r != PX_OK) {
         fprintf(stderr, "  unexpected failure (%s: %s) for: %.200s\n", px_result_str(r), msg,
                 body);
@@ -103,7 +104,8 @@ static int parse_fails_saying(const char *body, size_t len, enum px_result want,
     struct wire_execute *w = (struct wire_execute *)&msg;   /* must be reset to NULL */
     struct exec_request req;
     memset(&req, 0xA5, sizeof(req));
-    enum px_result r = wire_parse_execute(body, len, &w, &req, msg, sizeof(msg));
+    enum px_result r = wire_parse_execute(body, len, LIMIT_INPUT_FILE_BYTES, &w, &req, msg,
+                                          sizeof(msg));
     int ok = r == want && msg[0] != '\0' && w == NULL && req.codes == NULL &&
              req.code_lens == NULL && req.ncodes == 0 && req.files == NULL && req.nfiles == 0 &&
              (!mention || strstr(msg, mention));
@@ -249,15 +251,15 @@ static void test_input_files(void)
     CHECK(req.ncodes == 1);
     CHECK(req.nfiles == 5);
     if (req.nfiles == 5) {
-        CHECK_STR(req.files[0].name, "input_file_0.csv");
+        CHECK_STR(req.files[0].ext, "csv");
         CHECK(req.files[0].len == 8 && memcmp(req.files[0].data, "a,b\n1,2\n", 8) == 0);
-        CHECK_STR(req.files[1].name, "input_file_1.png");
+        CHECK_STR(req.files[1].ext, "png");
         CHECK(req.files[1].len == 4 && memcmp(req.files[1].data, "\x89PNG", 4) == 0);
-        CHECK_STR(req.files[2].name, "input_file_2.txt");
+        CHECK_STR(req.files[2].ext, "txt");
         CHECK(req.files[2].len == 2 && memcmp(req.files[2].data, "hi", 2) == 0);
-        CHECK_STR(req.files[3].name, "input_file_3.jpeg");
+        CHECK_STR(req.files[3].ext, "jpeg");
         CHECK(req.files[3].len == 0);
-        CHECK_STR(req.files[4].name, "input_file_4.csv");
+        CHECK_STR(req.files[4].ext, "csv");
         CHECK(req.files[4].len == 1 && req.files[4].data[0] == 'x');
     }
     release(w, &req);
@@ -493,7 +495,6 @@ static void test_encode_execute(void)
     exec_request_release(&req);
 
     struct exec_result *res = calloc(1, sizeof(*res));
-    res->status = PX_OK;
     res->nblocks = 2;
     res->blocks = calloc(2, sizeof(struct block_result));
     struct block_result *b0 = &res->blocks[0], *b1 = &res->blocks[1];
@@ -632,7 +633,13 @@ static void test_encode_health(void)
 
     h.zygote_state = ZYGOTE_READY;
     h.layers_known = 1;
-    h.info_json = "{\"python\":\"3.11.2\",\"ignored\":1}";
+    snprintf(h.interpreter.python, sizeof(h.interpreter.python), "3.11.2");
+    h.interpreter.nlibraries = 2;
+    snprintf(h.interpreter.libraries[0].name, 64, "numpy");
+    snprintf(h.interpreter.libraries[0].version, 32, "2.3.5");
+    snprintf(h.interpreter.libraries[1].name, 64, "chess");   /* not installed: null */
+    h.interpreter.nfailures = 1;
+    snprintf(h.interpreter.import_failures[0], 256, "chess: ImportError: \"x\"");
     size_t len = 0;
     json = wire_encode_health(&h, &len);
     CHECK(json && strstr(json, "\"isolation\":{\"seccomp\":true,\"noNewPrivs\":false,"
@@ -643,7 +650,8 @@ static void test_encode_health(void)
                                "\"cgroupMemory\":false,\"cgroupPids\":false}"));
     CHECK(json && strstr(json, "\"status\":\"ok\""));
     CHECK(json && strstr(json, "\"python\":\"3.11.2\""));
-    CHECK(json && !strstr(json, "ignored"));
+    CHECK(json && strstr(json, "\"libraries\":{\"numpy\":\"2.3.5\",\"chess\":null}"));
+    CHECK(json && strstr(json, "\"importFailures\":[\"chess: ImportError: \\\"x\\\"\"]"));
     CHECK(json && len == strlen(json));
     free(json);
 }

@@ -1,0 +1,278 @@
+#define _GNU_SOURCE
+#include "sessions.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "../common/limits.h"
+#include "clock.h"
+#include "worker_link.h"
+
+struct session {
+    struct session *next;
+    char id[33];
+    struct worker *w;              /* its interpreter; discarded when the session ends */
+    long long created_wall_ms, last_used_wall_ms;   /* for display */
+    int64_t created, last_used;    /* monotonic ms, for the timers */
+    unsigned next_file;            /* the number the next input file gets */
+    struct admission *held;        /* the place it holds (taken by its create job) */
+};
+
+static struct sessions_config cfg;
+static struct admission reserved;  /* alive plus being created */
+static struct session *sessions;
+static atomic_uint alive;
+
+/* Sessions that ended, so that a late call can be told why (a ring). */
+static struct {
+    char id[33];
+    char why[96];
+} tombstones[LIMIT_SESSION_TOMBSTONES];
+static unsigned tombstone_next;
+
+void sessions_init(const struct sessions_config *c)
+{
+    cfg = *c;
+    reserved.max = c->max;
+}
+
+int sessions_reserve(struct job *create)
+{
+    if (!admission_take(&reserved))
+        return 0;
+    create->held = &reserved;
+    return 1;
+}
+
+unsigned sessions_alive(void)
+{
+    return atomic_load(&alive);
+}
+
+static struct session *find(const char *id)
+{
+    for (struct session *s = sessions; s; s = s->next)
+        if (strcmp(s->id, id) == 0)
+            return s;
+    return NULL;
+}
+
+static const char *tombstone(const char *id)
+{
+    for (unsigned i = 0; i < LIMIT_SESSION_TOMBSTONES; i++)
+        if (tombstones[i].id[0] && strcmp(tombstones[i].id, id) == 0)
+            return tombstones[i].why;
+    return NULL;
+}
+
+/* Removes the session from the table, remembers why, gives back its place and frees
+ * it. Returns its worker, which is the caller's to discard (NULL when already gone). */
+static struct worker *end_session(struct session *s, const char *why)
+{
+    struct session **pp = &sessions;
+    while (*pp && *pp != s)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = s->next;
+    atomic_fetch_sub(&alive, 1);
+    unsigned t = tombstone_next++ % LIMIT_SESSION_TOMBSTONES;
+    snprintf(tombstones[t].id, sizeof(tombstones[t].id), "%s", s->id);
+    snprintf(tombstones[t].why, sizeof(tombstones[t].why), "%s", why);
+    admission_release(s->held);
+    struct worker *w = s->w;
+    free(s);
+    return w && w->state != W_DEAD ? w : NULL;
+}
+
+/* A session whose interpreter is gone ends, with the reason its worker gave. Returns 1
+ * when s was ended (and freed). */
+static int ended_by_worker(struct session *s)
+{
+    if (s->w->state != W_DEAD)
+        return 0;
+    end_session(s, s->w->end_reason ? s->w->end_reason : "its interpreter stopped");
+    return 1;
+}
+
+/* An execution running in it, or its worker gone mid-job and waiting for the reason. */
+static int busy(const struct session *s)
+{
+    return s->w->state == W_SESSION_BUSY || s->w->state == W_EXITING;
+}
+
+/* The later of the last execution's start and its end: what "last used" means. */
+static int64_t last_used(const struct session *s)
+{
+    return s->w->idle_since > s->last_used ? s->w->idle_since : s->last_used;
+}
+
+/* Private memory of the worker (what it holds beyond what it shares with the zygote),
+ * from /proc/<pid>/smaps_rollup. */
+static unsigned long long private_memory(pid_t pid)
+{
+    char path[64], line[256];
+    unsigned long long kb = 0, v;
+    snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "Private_Clean: %llu kB", &v) == 1 ||
+            sscanf(line, "Private_Dirty: %llu kB", &v) == 1)
+            kb += v;
+    fclose(f);
+    return kb * 1024;
+}
+
+static void describe(const struct session *s, struct session_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    snprintf(info->id, sizeof(info->id), "%s", s->id);
+    /* From the times stored when they happened: stable from one GET to the next. */
+    info->create_time_ms = s->created_wall_ms;
+    info->last_use_time_ms = s->w->idle_since_wall > s->last_used_wall_ms
+                                 ? s->w->idle_since_wall : s->last_used_wall_ms;
+    long long idle_end = info->last_use_time_ms + cfg.idle_ms;
+    long long life_end = s->created_wall_ms + cfg.lifetime_ms;
+    info->expire_time_ms = idle_end < life_end ? idle_end : life_end;
+    info->executions = s->w->jobs_done;
+    info->memory_bytes = private_memory(s->w->pid);
+    info->busy = busy(s);
+}
+
+static void reply(struct job *job, const struct session *s)
+{
+    struct session_info info;
+    describe(s, &info);
+    job_finish(job, &info);
+}
+
+/* "Session sessions/<id> has ended: <why>." or "not found". */
+static void gone_message(const char *id, char *buf, size_t len)
+{
+    const char *why = tombstone(id);
+    if (why)
+        snprintf(buf, len, "Session sessions/%s has ended: %s.", id, why);
+    else
+        snprintf(buf, len, "Session sessions/%s was not found (it never existed, or ended "
+                 "long ago).", id);
+}
+
+void sessions_take(struct job *job)
+{
+    char msg[200];
+    struct session *s = find(job->session_id);
+    if (s && ended_by_worker(s))
+        s = NULL;
+    if (!s) {
+        gone_message(job->session_id, msg, sizeof(msg));
+        job_fail(job, PX_NOT_FOUND, msg);
+        return;
+    }
+    switch (job->kind) {
+    case JOB_SESSION_GET:
+        reply(job, s);
+        return;
+    case JOB_SESSION_DELETE: {
+        struct session_info info;
+        describe(s, &info);
+        struct worker *w = end_session(s, "it was deleted");
+        if (w)   /* its tmpfs, and so its files, go with it */
+            worker_discard(w, PX_NOT_FOUND, "The session was deleted during this execution.");
+        job_finish(job, &info);
+        return;
+    }
+    case JOB_SESSION_EXECUTE:
+        /* Calls on one session are not queued: a second one while the first runs is
+         * refused at once (409), so a client never waits behind work it cannot see. */
+        if (s->w->state != W_SESSION_IDLE) {
+            snprintf(msg, sizeof(msg), "Session sessions/%s is running another execution; "
+                     "calls on one session run one at a time.", s->id);
+            job_fail(job, PX_BUSY, msg);
+            return;
+        }
+        if (worker_start_job(s->w, job, s->next_file) < 0) {
+            job_fail(job, PX_NOMEM, "Out of memory while starting the execution.");
+            return;
+        }
+        /* In a session, input files keep counting from the earlier requests' ones. */
+        s->next_file += (unsigned)job->req->nfiles;
+        s->last_used = monotonic_ms();
+        s->last_used_wall_ms = wall_ms();
+        return;
+    default:
+        job_fail(job, PX_INTERNAL, NULL);
+    }
+}
+
+void sessions_create(struct job *job, struct worker *w)
+{
+    unsigned char raw[16];
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s || getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        free(s);
+        job_fail(job, PX_INTERNAL, "Could not create the session.");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
+    s->w = w;
+    s->created_wall_ms = s->last_used_wall_ms = wall_ms();
+    s->created = s->last_used = monotonic_ms();
+    s->held = job->held;   /* the job's place is the session's now */
+    job->held = NULL;
+    worker_keep(w);
+    s->next = sessions;
+    sessions = s;
+    atomic_fetch_add(&alive, 1);
+    reply(job, s);
+}
+
+void sessions_sweep(int64_t now)
+{
+    struct session *s = sessions;
+    while (s) {
+        struct session *next = s->next;
+        if (!ended_by_worker(s) && !busy(s)) {
+            /* A running execution keeps its session until it ends (its deadline bounds
+             * it). */
+            int idle = now - last_used(s) >= (int64_t)cfg.idle_ms;
+            int old = now - s->created >= (int64_t)cfg.lifetime_ms;
+            if (idle || old) {
+                struct worker *w = end_session(
+                    s, idle ? "it was unused for longer than its idle timeout"
+                            : "it reached its maximum lifetime");
+                if (w)
+                    worker_discard(w, PX_INTERNAL, NULL);
+            }
+        }
+        s = next;
+    }
+}
+
+int64_t sessions_next_expiry(int64_t next)
+{
+    for (struct session *s = sessions; s; s = s->next) {
+        if (busy(s) || s->w->state == W_DEAD)
+            continue;
+        int64_t idle_end = last_used(s) + cfg.idle_ms;
+        int64_t life_end = s->created + cfg.lifetime_ms;
+        int64_t end = idle_end < life_end ? idle_end : life_end;
+        if (end < next)
+            next = end;
+    }
+    return next;
+}
+
+void sessions_end_all(void)
+{
+    while (sessions) {
+        struct worker *w = end_session(sessions, "the server stopped");
+        if (w)
+            worker_discard(w, PX_SHUTTING_DOWN, "The server is shutting down.");
+    }
+}
