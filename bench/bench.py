@@ -474,6 +474,39 @@ def run_load(server, zygote_pid, sampler, snippet, concurrency, max_requests, ma
     return res
 
 
+def gen_overhead(server, pairs):
+    """generateContent's cost over /v1/execute: the same `print(1+1)` run through each,
+    one client, alternating request by request (so both see the same machine), pausing
+    PACE_S before each so that the pool is full every time. The echo model's turn takes
+    a pooled worker as an internal session, runs the block, and ends it."""
+    c = Client(server.port)
+    exe = json.dumps(code_part("print(1+1)\n")).encode()
+    gen = json.dumps({"contents": [{"role": "user", "parts": [
+        {"text": "```python\nprint(1+1)\n```"}]}], "tools": [{"codeExecution": {}}]}).encode()
+    gen_path = "/v1beta/models/echo:generateContent"
+    lat = {"execute": [], "generate": []}
+    errors = 0
+    try:
+        for i in range(pairs + 2):
+            for kind, path, body in (("execute", "/v1/execute", exe),
+                                     ("generate", gen_path, gen)):
+                time.sleep(PACE_S)
+                ms, ok, data = c.call("POST", path, body)
+                ok = ok and b'"output":"2\\n"' in data
+                if i >= 2:   # two untimed pairs first
+                    lat[kind].append(ms)
+                    errors += not ok
+    finally:
+        c.close()
+    out = {k: summary(v) for k, v in lat.items()}
+    out["errors"] = errors
+    out["first_error"] = c.first_error
+    # The overhead of each pair, then its median: robust to a slow request of either kind.
+    diffs = sorted(g - e for g, e in zip(lat["generate"], lat["execute"]))
+    out["overhead_p50"] = diffs[len(diffs) // 2] if diffs else float("nan")
+    return out
+
+
 def healthz_rtt(server, requests):
     """The client's and the HTTP layer's floor: GET /healthz, one keep-alive connection."""
     c = Client(server.port)
@@ -690,6 +723,10 @@ def bench_server(label, pool, plan, measure_memory):
         if measure_memory:
             out["healthz"] = healthz_rtt(server, plan["healthz"])
             log(f"GET /healthz: p50 {out['healthz']['p50']:.3f} ms")
+            g = out["generate"] = gen_overhead(server, plan["paced"])
+            log(f"generateContent (echo) vs /v1/execute, paced: p50 {g['generate']['p50']:.2f} "
+                f"vs {g['execute']['p50']:.2f} ms, overhead p50 {g['overhead_p50']:.2f} ms, "
+                f"errors {g['errors']}")
             out["private"] = []
             for name, code in (("trivial", "print(1)\n"), ("pandas", PANDAS),
                                ("plot", PLOT_PYEXECD)):
@@ -885,6 +922,11 @@ def build_report(res, argv, elapsed):
            f"{sat['throughput']:.0f}/s", sat["throughput"] >= 100)
     target("idle footprint (PSS: server + zygote + pool)", "<= 500 MB",
            f"{main['idle_pss_mb']:.0f} MB", main["idle_pss_mb"] <= 500)
+    g = main.get("generate")
+    if g:
+        target("generateContent (echo) overhead over /v1/execute, p50 of paired requests",
+               "< 1 ms", f"{g['overhead_p50']:.2f} ms ({g['generate']['p50']:.2f} vs "
+               f"{g['execute']['p50']:.2f} ms)", g["overhead_p50"] < 1)
     pk = priv.get("private_kb")
     target("private memory of a worker running the trivial snippet", "<= 5 MB",
            f"{pk * 1024 / MB:.1f} MB" if pk is not None else "n/a",
@@ -937,6 +979,10 @@ def build_report(res, argv, elapsed):
             ("`--pool 0`, back-to-back", t0),
             (f"Jupyter kernel, pausing {PACE_S * 1000:.0f} ms", jp),
             ("Jupyter kernel, back-to-back", jt)]
+    if g:
+        rows += [(f"`/v1/execute`, pausing {PACE_S * 1000:.0f} ms, paired with the next row",
+                  g["execute"]),
+                 (f"generateContent with the echo model, the same block, paired", g["generate"])]
     for what, r in rows:
         if r:
             L.append(f"| {what} | {ms(r)} | {ms(r, 'p90')} | {ms(r, 'p99')} |")
@@ -1465,7 +1511,7 @@ def main():
         json.dump(res, f, indent=1, default=str)
     print(text)
     errors = sum(r["errors"] for r in res["main"]["runs"] + res["nopool"]["runs"]
-                 + [res["main"]["paced"], res["nopool"]["paced"]])
+                 + [res["main"]["paced"], res["nopool"]["paced"], res["main"]["generate"]])
     if errors:
         log(f"{errors} requests failed")
     return 1 if errors else 0

@@ -29,7 +29,7 @@ enum {
     OPT_MAX_SESSIONS, OPT_SESSION_IDLE, OPT_SESSION_LIFETIME, OPT_QUEUE_WAIT,
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
-    OPT_SERVER_PID, OPT_HELP, OPT_VERSION,
+    OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -53,6 +53,8 @@ static const struct option long_options[] = {
     {"policy", required_argument, NULL, OPT_POLICY},
     {"print-policy", required_argument, NULL, OPT_PRINT_POLICY},
     {"require-isolation", no_argument, NULL, OPT_REQUIRE_ISOLATION},
+    {"model", required_argument, NULL, OPT_MODEL},
+    {"upstream-timeout-ms", required_argument, NULL, OPT_UPSTREAM_TIMEOUT},
     {"zygote", no_argument, NULL, OPT_ZYGOTE},
     {"server-pid", required_argument, NULL, OPT_SERVER_PID},
     {"help", no_argument, NULL, OPT_HELP},
@@ -94,13 +96,19 @@ static void usage(FILE *f)
 "  --failed-stdout MODE      stdout of a block that then raised: 'split' (an OK result with\n"
 "                            the stdout, then the FAILED one, as recorded from the real\n"
 "                            service; default) or 'merge' (one FAILED result)\n"
+"  --model NAME=SPEC         serve model NAME for generateContent (repeatable; `echo` is\n"
+"                            always served): echo, script:FILE (turns from a JSONL file,\n"
+"                            faults included), or openai:URL[,model=M][,key-file=F]\n"
+"                            [,tool-choice=auto|required] (an OpenAI-compatible server)\n"
+"  --upstream-timeout-ms MS  the longest one call to an openai model's server may take\n"
+"                            (default %u)\n"
 "  --runner-frame FILE:LINE  first traceback frame, as the real service's runner shows it\n"
 "                            (default " DEFAULT_RUNNER_FRAME "); 'none' omits it\n"
 "  --help                    this text\n"
 "  --version                 the version\n",
             LIMIT_POOL, LIMIT_QUEUE, LIMIT_QUEUE_WAIT_MS, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
             LIMIT_SESSION_LIFETIME_MS, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
-            LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE);
+            LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE, LIMIT_UPSTREAM_TIMEOUT_MS);
 }
 
 /* Parses an unsigned decimal in [min, max]. */
@@ -167,6 +175,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     c->state_dir = state_default;
     c->uid_base = DEFAULT_UID_BASE;
     c->failed_stdout = FAILED_STDOUT_SPLIT;
+    c->upstream_timeout_ms = LIMIT_UPSTREAM_TIMEOUT_MS;
     c->runner_file = NULL;
 
     static char runner_file[PATH_MAX];
@@ -190,6 +199,8 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
         {OPT_SESSION_LIFETIME, LIMIT_WAIT_MS_MIN, LIMIT_SESSION_MS_MAX, &c->session_lifetime_ms},
         {OPT_DEADLINE, LIMIT_DEADLINE_MS_MIN, LIMIT_DEADLINE_MS_MAX, &c->deadline_ms},
         {OPT_UID_BASE, LIMIT_UID_BASE_MIN, LIMIT_UID_BASE_MAX, &c->uid_base},
+        {OPT_UPSTREAM_TIMEOUT, LIMIT_UPSTREAM_TIMEOUT_MS_MIN, LIMIT_UPSTREAM_TIMEOUT_MS_MAX,
+         &c->upstream_timeout_ms},
     };
 
     optind = 0;   /* glibc: 0 resets getopt fully, 1 keeps its position in bundled flags */
@@ -238,6 +249,13 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
             break;
         case OPT_RUNNER_FRAME:
             runner = a;
+            break;
+        case OPT_MODEL:
+            if (c->nmodels == LIMIT_MODELS) {
+                snprintf(err, errlen, "--model: at most %d models", LIMIT_MODELS);
+                return -1;
+            }
+            c->models[c->nmodels++] = a;
             break;
         case OPT_POLICY:
             c->policy_path = a;

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "limits.h"
+
 /* How a failed block that had printed to stdout is reported. */
 enum failed_stdout {
     FAILED_STDOUT_SPLIT,   /* an OK result with the stdout, then the FAILED result (as
@@ -34,6 +36,9 @@ struct config {
     const char *state_dir;
     unsigned uid_base;              /* workers run as uid_base + slot */
     enum failed_stdout failed_stdout;
+    const char *models[LIMIT_MODELS];   /* --model NAME=SPEC, in order (argv's strings) */
+    unsigned nmodels;
+    unsigned upstream_timeout_ms;   /* one call to an openai model's server */
     const char *runner_file;        /* NULL: no runner frame in tracebacks */
     unsigned runner_line;
 

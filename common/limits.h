@@ -21,6 +21,15 @@
  * values cannot make the parser allocate a gigabyte. */
 #define LIMIT_JSON_VALUES           4096
 
+/* JSON values in a generateContent body: a chat's whole history comes back with every
+ * request (fifty turns of ten parts is about 3,000 values); cJSON spends about 60 bytes
+ * on each, so this bounds the parse to about 4 MiB. */
+#define LIMIT_GEN_JSON_VALUES       65536
+
+/* The largest number a script line's fault may give (a delay or deadline in ms, a count
+ * of events or attempts): an hour, past any test's patience. */
+#define LIMIT_SCRIPT_FAULT_VALUE_MAX 3600000u
+
 /* Decoded bytes of all input files of one request: Gemini's 20 MB inline-data limit. */
 #define LIMIT_INPUT_FILE_BYTES      (20u * 1024 * 1024)
 
@@ -141,6 +150,9 @@
 /* Seconds an idle keep-alive connection (not one waiting on an execution) stays open. */
 #define LIMIT_HTTP_IDLE_TIMEOUT_S   60
 
+/* Bytes libmicrohttpd asks a streamed reply for at a time. */
+#define LIMIT_STREAM_BLOCK_BYTES    (64u * 1024)
+
 /* The bounds of what a flag or a policy may set: values outside are refused at start,
  * naming the setting. Each is what still works at all (the lower) and past any real use
  * (the upper). */
@@ -169,6 +181,41 @@
 /* Worker uids start at least here: below are the system's and its users' own. */
 #define LIMIT_UID_BASE_MIN          1000
 #define LIMIT_UID_BASE_MAX          4000000000ull
+
+/* The generateContent surface (server/turns.c, server/models.c, server/model_*.c). */
+
+/* Models bound with --model at once. */
+#define LIMIT_MODELS                32
+/* models.list: a page's size when the client gives none, and the most it may ask for. */
+#define LIMIT_MODEL_PAGE            50
+#define LIMIT_MODEL_PAGE_MAX        1000
+/* Turn runner threads: model turns running at once. Each mostly waits (for an upstream
+ * model, or for its code's execution, which the executor bounds by --workers), so they
+ * are many; each holds at most one interpreter, and that bounds turns' interpreters. */
+#define LIMIT_TURN_THREADS          16
+/* Turns waiting for a runner; past it, 429. */
+#define LIMIT_TURN_QUEUE            64
+/* Code blocks the echo model runs in one turn: as many as a request's parts. */
+#define LIMIT_ECHO_BLOCKS           LIMIT_PARTS
+/* The openai model's loop: executions in one turn, and failed ones in a row, before the
+ * model is asked to answer in text (a small model can loop on a failing call). */
+#define LIMIT_OPENAI_EXECUTIONS     10
+#define LIMIT_OPENAI_FAILURES_IN_ROW 5
+/* An upstream model server: connecting, and one whole chat-completions call (a small
+ * local model on a CPU writes a few tokens a second). --upstream-timeout-ms sets the
+ * second. */
+#define LIMIT_UPSTREAM_CONNECT_MS   5000
+#define LIMIT_UPSTREAM_TIMEOUT_MS   120000
+#define LIMIT_UPSTREAM_TIMEOUT_MS_MIN 100
+#define LIMIT_UPSTREAM_TIMEOUT_MS_MAX (3600u * 1000)
+/* The largest upstream response body kept: a chat completion is kilobytes. */
+#define LIMIT_UPSTREAM_BODY_BYTES   (8u * 1024 * 1024)
+/* Script files: the largest read, and model turns in one. */
+#define LIMIT_SCRIPT_BYTES          (16u * 1024 * 1024)
+#define LIMIT_SCRIPT_TURNS          4096
+/* Conversations whose fault attempts a script remembers (a ring: the oldest is
+ * forgotten, and its faults fire again). */
+#define LIMIT_SCRIPT_CONVERSATIONS  4096
 
 /* The executor's timers (server/executor.c and its parts). */
 

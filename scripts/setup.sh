@@ -12,10 +12,12 @@ VENV="${PYEXECD_VENV:-/opt/pyexecd/venv}"
 LOCK="$ROOT/sandbox/python/requirements.lock"
 STAMP="$VENV/.pyexecd-lock"
 
-# Debian packages: compiler and build tools, the four libraries of the design card,
-# python3.11 with venv support for the sandbox's libraries, python3 for the tests.
+# Debian packages: compiler and build tools, the four libraries of the design card and
+# libcurl (the openai model's HTTP client), python3.11 with venv support for the sandbox's
+# libraries, python3 for the tests.
 PKGS="build-essential cmake pkg-config libmicrohttpd-dev libcjson-dev libseccomp-dev \
-libpython3.11-dev python3.11 python3.11-venv python3 curl ca-certificates procps"
+libpython3.11-dev libcurl4-openssl-dev python3.11 python3.11-venv python3 curl ca-certificates \
+procps"
 
 missing=""
 for p in $PKGS; do

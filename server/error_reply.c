@@ -42,13 +42,31 @@ int result_http_status(enum px_result r)
     return http_error_of(r).http;
 }
 
+char *error_body(int http, const char *status, const char *message, const char *retry_delay,
+                 size_t *len)
+{
+    return wire_encode_error_details(http, message, status, retry_delay, len);
+}
+
+char *error_body_for(enum px_result r, const char *message, size_t *len)
+{
+    struct http_error e = http_error_of(r);
+    return error_body(e.http, e.status, message ? message : px_result_str(r), NULL, len);
+}
+
 void reply_error(struct http_exchange *ex, enum px_result r, const char *message,
                  const char *allow)
 {
-    struct http_error e = http_error_of(r);
     size_t len = 0;
-    char *body = wire_encode_error(e.http, message ? message : px_result_str(r), e.status,
-                                   &len);
-    /* NULL body: the HTTP layer answers 500 "out of memory" from static storage. */
-    http_exchange_reply(ex, e.http, body, body ? len : 0, allow);
+    char *body = error_body_for(r, message, &len);
+    /* NULL body: out of memory; the HTTP layer closes the connection. */
+    http_exchange_reply(ex, http_error_of(r).http, body, body ? len : 0, allow);
+}
+
+void reply_google_error(struct http_exchange *ex, int http, const char *status,
+                        const char *message, const char *retry_delay)
+{
+    size_t len = 0;
+    char *body = error_body(http, status, message, retry_delay, &len);
+    http_exchange_reply(ex, http, body, body ? len : 0, NULL);
 }

@@ -21,6 +21,7 @@ struct exec_request {
     size_t ncodes;
     struct input_file *files; /* owned */
     size_t nfiles;
+    unsigned deadline_ms;     /* per block; 0: the server's */
 };
 
 /* The real service's outcome enum (values as in the API). */

@@ -60,7 +60,11 @@ static void take_incoming(void)
         struct job *job = list;
         list = list->next;
         job->next = NULL;
-        if (job->kind != JOB_EXECUTE && job->kind != JOB_SESSION_CREATE) {
+        /* A turn's executions wait for a free slot like requests do; clients' session
+         * calls are answered or started at once. */
+        int waits = job->kind == JOB_EXECUTE || job->kind == JOB_SESSION_CREATE ||
+                    (job->kind == JOB_SESSION_EXECUTE && job->internal);
+        if (!waits) {
             sessions_take(job);
             continue;
         }
@@ -97,8 +101,8 @@ static void pool_ensure(void)
     for (const struct job *j = queue; j; j = j->next) {
         if (j->kind == JOB_SESSION_CREATE)
             creates++;
-        else
-            requests++;
+        else if (j->kind == JOB_EXECUTE)
+            requests++;   /* a turn's executions have their worker */
     }
     unsigned want = cfg.pool + (requests < free_slots ? requests : free_slots) + creates;
     unsigned have = ws.idle + ws.starting + zygote_link_outstanding();
@@ -116,8 +120,12 @@ static void dispatch(void)
     while (queue && z.state == ZYGOTE_READY) {
         struct worker_stats ws;
         workers_stats(&ws);
-        if (queue->kind == JOB_EXECUTE && ws.running >= cfg.workers)
+        if (queue->kind != JOB_SESSION_CREATE && ws.running >= cfg.workers)
             break;
+        if (queue->kind == JOB_SESSION_EXECUTE) {
+            sessions_take(pop_queue());   /* on its session's own worker */
+            continue;
+        }
         struct worker *w = worker_find_idle();
         if (!w)
             break;
@@ -264,7 +272,8 @@ int executor_start(const struct executor_config *c, char *err, size_t errlen)
     event_watch(epfd, wakefd, EPOLLIN, &wake_tag, EPOLL_CTL_ADD);
     worker_link_init(epfd, cfg.output_bytes);
     struct sessions_config sc = {.max = cfg.max_sessions, .idle_ms = cfg.session_idle_ms,
-                                 .lifetime_ms = cfg.session_lifetime_ms};
+                                 .lifetime_ms = cfg.session_lifetime_ms,
+                                 .max_turns = cfg.max_turns};
     sessions_init(&sc);
     struct zygote_link_config zc = {.argv = cfg.zygote_argv, .env = cfg.zygote_env,
                                     .policy_fd = cfg.policy_fd,
@@ -310,7 +319,9 @@ static enum px_result submit(struct job *job)
         job_discard_unanswered(job);
         return r;
     }
-    job->settings = (struct job_settings){.deadline_ms = cfg.deadline_ms,
+    unsigned deadline = job->req && job->req->deadline_ms ? job->req->deadline_ms
+                                                          : cfg.deadline_ms;
+    job->settings = (struct job_settings){.deadline_ms = deadline,
                                           .output_cap = cfg.output_bytes,
                                           .failed_stdout = cfg.failed_stdout};
     if (incoming_tail)
@@ -328,25 +339,40 @@ enum px_result executor_submit(const struct exec_request *req, exec_done_fn done
     return submit(job_new(JOB_EXECUTE, NULL, req, done, ctx));
 }
 
-enum px_result executor_session_execute(const char *id, const struct exec_request *req,
-                                        exec_done_fn done, void *ctx)
+/* A session operation, on a client's session (internal 0) or a turn's (1). */
+static enum px_result session_op(enum job_kind kind, int internal, const char *id,
+                                 const struct exec_request *req, exec_done_fn done, void *ctx)
 {
-    return submit(job_new(JOB_SESSION_EXECUTE, id, req, done, ctx));
+    struct job *job = job_new(kind, id, req, done, ctx);
+    if (job)
+        job->internal = internal;
+    return submit(job);
 }
 
-enum px_result executor_session_create(exec_done_fn done, void *ctx)
+enum px_result executor_session_execute(int internal, const char *id,
+                                        const struct exec_request *req, exec_done_fn done,
+                                        void *ctx)
 {
-    return submit(job_new(JOB_SESSION_CREATE, NULL, NULL, done, ctx));
+    return session_op(JOB_SESSION_EXECUTE, internal, id, req, done, ctx);
+}
+
+enum px_result executor_session_create(int internal, exec_done_fn done, void *ctx)
+{
+    struct job *job = job_new(JOB_SESSION_CREATE, NULL, NULL, done, ctx);
+    if (job)
+        job->internal = internal;
+    return submit(job);
 }
 
 enum px_result executor_session_get(const char *id, exec_done_fn done, void *ctx)
 {
-    return submit(job_new(JOB_SESSION_GET, id, NULL, done, ctx));
+    return session_op(JOB_SESSION_GET, 0, id, NULL, done, ctx);
 }
 
-enum px_result executor_session_delete(const char *id, exec_done_fn done, void *ctx)
+enum px_result executor_session_delete(int internal, const char *id, exec_done_fn done,
+                                       void *ctx)
 {
-    return submit(job_new(JOB_SESSION_DELETE, id, NULL, done, ctx));
+    return session_op(JOB_SESSION_DELETE, internal, id, NULL, done, ctx);
 }
 
 void executor_snapshot(struct health_report *h)

@@ -34,6 +34,7 @@ struct executor_config {
     unsigned max_sessions;        /* sessions alive at once */
     unsigned session_idle_ms;     /* a session unused this long ends */
     unsigned session_lifetime_ms; /* a session ends at this age */
+    unsigned max_turns;           /* model turns' interpreters at once */
     unsigned required_layers;     /* isolation layers without which we stop (--require-isolation) */
 };
 
@@ -54,12 +55,17 @@ enum px_result executor_submit(const struct exec_request *req, exec_done_fn done
  * like a request does; get describes one; delete ends it and removes its files (its
  * worker and tmpfs go); execute runs req in its interpreter and work dir, and is
  * answered PX_NOT_FOUND (no such session, or it ended: the message says why) or PX_BUSY
- * (another execution is running in it) when it cannot run. */
-enum px_result executor_session_create(exec_done_fn done, void *ctx);
+ * (another execution is running in it) when it cannot run.
+ * internal 1 marks a model turn's interpreter (server/turns.c): it is not one of the
+ * clients' sessions (neither counted against --max-sessions nor reachable through
+ * /v1/sessions), and is bounded by the turn runners instead. */
+enum px_result executor_session_create(int internal, exec_done_fn done, void *ctx);
 enum px_result executor_session_get(const char *id, exec_done_fn done, void *ctx);
-enum px_result executor_session_delete(const char *id, exec_done_fn done, void *ctx);
-enum px_result executor_session_execute(const char *id, const struct exec_request *req,
-                                        exec_done_fn done, void *ctx);
+enum px_result executor_session_delete(int internal, const char *id, exec_done_fn done,
+                                       void *ctx);
+enum px_result executor_session_execute(int internal, const char *id,
+                                        const struct exec_request *req, exec_done_fn done,
+                                        void *ctx);
 
 /* Fills the executor's part of a health report. */
 void executor_snapshot(struct health_report *h);

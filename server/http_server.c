@@ -88,6 +88,16 @@ static struct MHD_Response *make_response(char *body, size_t len, const char *al
     return resp;
 }
 
+const char *http_exchange_query(const struct http_exchange *ex, const char *name)
+{
+    return MHD_lookup_connection_value(ex->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_exchange_header(const struct http_exchange *ex, const char *name)
+{
+    return MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, name);
+}
+
 /* Stores what the reply will be and wakes the connection if it waits. */
 static void set_reply(struct http_exchange *ex, struct MHD_Response *resp, unsigned status,
                       http_produce_fn produce, void *ctx)
@@ -115,6 +125,138 @@ void http_exchange_reply(struct http_exchange *ex, int status, char *body, size_
 void http_exchange_reply_later(struct http_exchange *ex, http_produce_fn produce, void *ctx)
 {
     set_reply(ex, NULL, 0, produce, ctx);
+}
+
+struct http_stream {
+    pthread_mutex_t lock;           /* guards everything below */
+    struct MHD_Connection *conn;
+    char *buf;                      /* written and not yet sent: buf[off .. len) */
+    size_t off, len, cap;
+    int ended, aborted;             /* the producer is done (and how) */
+    int suspended;                  /* the reader parked the connection for more data */
+    int gone;                       /* libmicrohttpd let go of the response */
+    int refs;                       /* the producer's handle and the response's */
+};
+
+static void stream_unref(struct http_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int last = --s->refs == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (last) {
+        pthread_mutex_destroy(&s->lock);
+        free(s->buf);
+        free(s);
+    }
+}
+
+/* MHD_ContentReaderCallback: hands over what was written; with nothing there yet, parks
+ * the connection (the prescribed pattern: suspend and return 0) until the producer
+ * writes or ends. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct http_stream *s = cls;
+    (void)pos;
+    ssize_t n;
+    pthread_mutex_lock(&s->lock);
+    if (s->off < s->len) {
+        size_t k = s->len - s->off < max ? s->len - s->off : max;
+        memcpy(out, s->buf + s->off, k);
+        s->off += k;
+        if (s->off == s->len)
+            s->off = s->len = 0;
+        n = (ssize_t)k;
+    } else if (s->ended) {
+        n = s->aborted ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        s->suspended = 1;
+        MHD_suspend_connection(s->conn);
+        n = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* MHD_ContentReaderFreeCallback: the response is done with (sent, or the client left). */
+static void stream_released(void *cls)
+{
+    struct http_stream *s = cls;
+    pthread_mutex_lock(&s->lock);
+    s->gone = 1;
+    pthread_mutex_unlock(&s->lock);
+    stream_unref(s);
+}
+
+/* Wakes a connection the reader parked; call with s->lock held. */
+static int stream_wake_locked(struct http_stream *s)
+{
+    int wake = s->suspended && !s->gone;
+    s->suspended = 0;
+    return wake;
+}
+
+struct http_stream *http_exchange_stream(struct http_exchange *ex, const char *content_type)
+{
+    struct http_stream *s = calloc(1, sizeof(*s));
+    struct MHD_Response *resp = NULL;
+    if (s) {
+        pthread_mutex_init(&s->lock, NULL);
+        s->conn = ex->conn;
+        s->refs = 2;
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, LIMIT_STREAM_BLOCK_BYTES,
+                                                 stream_read, s, stream_released);
+    }
+    if (!resp) {
+        if (s)
+            pthread_mutex_destroy(&s->lock);
+        free(s);
+        set_reply(ex, NULL, 500, NULL, NULL);
+        return NULL;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    set_reply(ex, resp, 200, NULL, NULL);
+    return s;
+}
+
+int http_stream_write(struct http_stream *s, const void *data, size_t len)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->gone) {
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    if (s->len + len > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + len)
+            cap *= 2;
+        char *b = realloc(s->buf, cap);
+        if (!b) {
+            pthread_mutex_unlock(&s->lock);
+            return -1;
+        }
+        s->buf = b;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    int wake = stream_wake_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    if (wake)
+        MHD_resume_connection(s->conn);
+    return 0;
+}
+
+void http_stream_end(struct http_stream *s, int abort)
+{
+    pthread_mutex_lock(&s->lock);
+    s->ended = 1;
+    s->aborted = abort;
+    int wake = stream_wake_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    if (wake)
+        MHD_resume_connection(s->conn);
+    stream_unref(s);
 }
 
 /* Sends the reply if there is one, building it first if it was deferred; otherwise parks

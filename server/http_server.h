@@ -69,4 +69,27 @@ typedef char *(*http_produce_fn)(void *ctx, int *status, size_t *len);
  * (which it then owns and frees). */
 void http_exchange_reply_later(struct http_exchange *ex, http_produce_fn produce, void *ctx);
 
+/* A query-string argument (?alt=sse) or a request header, by name (headers: any case).
+ * NULL when absent. Valid only inside the handler call, on its thread. */
+const char *http_exchange_query(const struct http_exchange *ex, const char *name);
+const char *http_exchange_header(const struct http_exchange *ex, const char *name);
+
+/* A reply sent while it is produced: status 200, chunked, written from any thread. */
+struct http_stream;
+
+/* Starts a streamed reply with the given Content-Type (copied) instead of
+ * http_exchange_reply: call exactly once per exchange, from any thread. Returns the
+ * producer's handle, or NULL when out of memory (the connection is then closed). The
+ * producer writes with http_stream_write and must end with http_stream_end. */
+struct http_stream *http_exchange_stream(struct http_exchange *ex, const char *content_type);
+
+/* Appends len bytes (copied) to the stream; they are sent as the client reads. Returns
+ * 0, or -1 once the client has gone (writing more is pointless, ending is still due). */
+int http_stream_write(struct http_stream *s, const void *data, size_t len);
+
+/* Ends the stream and releases the producer's handle: abort 0 ends the chunked body
+ * normally once everything written is sent; abort 1 closes the connection after it
+ * without ending the body (a client then sees a cut stream). */
+void http_stream_end(struct http_stream *s, int abort);
+
 #endif

@@ -44,6 +44,8 @@ struct job {
     exec_done_fn done;
     void *ctx;
     struct admission *held;           /* a place it holds until answered, or NULL */
+    int internal;                     /* about a model turn's interpreter, not a client's
+                                       * session (see executor_session_create) */
     struct worker *worker;            /* the worker running it, or NULL */
     int64_t queued_at;
 

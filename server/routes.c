@@ -6,6 +6,7 @@
 
 #include "error_reply.h"
 #include "executor.h"
+#include "gemini_routes.h"
 #include "wire.h"
 
 static struct routes_options options;
@@ -75,7 +76,7 @@ static void run_execute(struct http_exchange *ex, const char *session)
         free(call);
         return;
     }
-    r = session ? executor_session_execute(session, &call->req, execute_done, call)
+    r = session ? executor_session_execute(0, session, &call->req, execute_done, call)
                 : executor_submit(&call->req, execute_done, call);
     if (r != PX_OK) {
         const char *why = r == PX_QUEUE_FULL
@@ -141,7 +142,7 @@ static void handle_session_create(struct http_exchange *ex)
         reply_error(ex, r, msg, NULL);
         return;
     }
-    r = executor_session_create(session_info_done, ex);
+    r = executor_session_create(0, session_info_done, ex);
     if (r != PX_OK)
         session_refused(ex, r);
 }
@@ -189,7 +190,7 @@ static int route_session(struct http_exchange *ex, const char *path, const char 
     if (strcmp(method, "GET") == 0)
         r = executor_session_get(idbuf, session_info_done, ex);
     else if (strcmp(method, "DELETE") == 0)
-        r = executor_session_delete(idbuf, session_deleted, ex);
+        r = executor_session_delete(0, idbuf, session_deleted, ex);
     else {
         reply_error(ex, PX_METHOD_NOT_ALLOWED, "A session allows GET and DELETE.",
                     "GET, DELETE");
@@ -257,6 +258,8 @@ void routes_handle(struct http_exchange *ex)
         return;
     }
     if (route_session(ex, path, method))
+        return;
+    if (gemini_route(ex, path, method, options.input_file_bytes))
         return;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(routes[i].path, path) != 0)

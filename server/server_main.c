@@ -20,8 +20,11 @@
 #include "../common/isolation.h"
 #include "../common/limits.h"
 #include "executor.h"
+#include "http_client.h"
 #include "http_server.h"
+#include "models.h"
 #include "routes.h"
+#include "turns.h"
 
 /* Creates a directory we own, refusing one somebody else planted (the default lives in
  * /tmp) or a symlink. */
@@ -140,6 +143,17 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
                 "--site-packages)\n", c->site_packages);
         return 1;
     }
+    /* The models, before anything listens: a bad --model stops us here. */
+    for (unsigned i = 0; i < c->nmodels; i++)
+        if (models_add(c->models[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "pyexecd: %s\n", err);
+            return 2;
+        }
+    if (models_finish(err, sizeof(err)) < 0 || http_client_init(err, sizeof(err)) < 0) {
+        fprintf(stderr, "pyexecd: %s\n", err);
+        return 1;
+    }
+    model_openai_set_timeout(c->upstream_timeout_ms);
     int listen_fd = open_listener(c, err, sizeof(err));
     if (listen_fd < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
@@ -174,7 +188,7 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         .zygote_env = zygote_environment(c->state_dir), .policy_fd = policy->memfd,
         .required_layers = c->require_isolation ? ISO_ALL : 0,
         .max_sessions = c->max_sessions, .session_idle_ms = c->session_idle_ms,
-        .session_lifetime_ms = c->session_lifetime_ms,
+        .session_lifetime_ms = c->session_lifetime_ms, .max_turns = LIMIT_TURN_THREADS,
     };
     if (executor_start(&ec, err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
@@ -187,6 +201,11 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         .max_sessions = c->max_sessions,
     };
     routes_init(&ro);
+    if (turns_start(LIMIT_TURN_THREADS, LIMIT_TURN_QUEUE, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pyexecd: %s\n", err);
+        executor_stop();
+        return 1;
+    }
     struct http_server_options ho = {
         .listen_fd = listen_fd, .threads = c->http_threads, .max_body = LIMIT_BODY_BYTES,
         .connection_limit = LIMIT_HTTP_CONNECTIONS,
@@ -195,7 +214,9 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
     };
     if (http_server_start(&ho, err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
+        turns_stop();
         executor_stop();
+        turns_join();
         return 1;
     }
 
@@ -203,8 +224,11 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
     sigwait(&stop, &sig);
     fprintf(stderr, "pyexecd: signal %d, shutting down\n", sig);
     http_server_quiesce();
+    turns_stop();      /* queued turns get 503; running ones end at their next step */
     executor_stop();   /* answers every pending request, so no connection stays suspended */
+    turns_join();
     http_server_stop();
+    models_release();
     free(zargv);
     return executor_fatal() ? 1 : 0;
 }

@@ -20,10 +20,12 @@ struct session {
     int64_t created, last_used;    /* monotonic ms, for the timers */
     unsigned next_file;            /* the number the next input file gets */
     struct admission *held;        /* the place it holds (taken by its create job) */
+    int internal;                  /* a model turn's interpreter */
 };
 
 static struct sessions_config cfg;
 static struct admission reserved;  /* alive plus being created */
+static struct admission turn_reserved;   /* the same, of model turns' interpreters */
 static struct session *sessions;
 static atomic_uint alive;
 
@@ -38,13 +40,15 @@ void sessions_init(const struct sessions_config *c)
 {
     cfg = *c;
     reserved.max = c->max;
+    turn_reserved.max = c->max_turns;
 }
 
 int sessions_reserve(struct job *create)
 {
-    if (!admission_take(&reserved))
+    struct admission *a = create->internal ? &turn_reserved : &reserved;
+    if (!admission_take(a))
         return 0;
-    create->held = &reserved;
+    create->held = a;
     return 1;
 }
 
@@ -78,7 +82,8 @@ static struct worker *end_session(struct session *s, const char *why)
         pp = &(*pp)->next;
     if (*pp)
         *pp = s->next;
-    atomic_fetch_sub(&alive, 1);
+    if (!s->internal)
+        atomic_fetch_sub(&alive, 1);
     unsigned t = tombstone_next++ % LIMIT_SESSION_TOMBSTONES;
     snprintf(tombstones[t].id, sizeof(tombstones[t].id), "%s", s->id);
     snprintf(tombstones[t].why, sizeof(tombstones[t].why), "%s", why);
@@ -166,6 +171,8 @@ void sessions_take(struct job *job)
 {
     char msg[200];
     struct session *s = find(job->session_id);
+    if (s && s->internal != job->internal)
+        s = NULL;   /* a turn's interpreter is not reachable as a session, nor the reverse */
     if (s && ended_by_worker(s))
         s = NULL;
     if (!s) {
@@ -221,14 +228,16 @@ void sessions_create(struct job *job, struct worker *w)
     for (size_t i = 0; i < sizeof(raw); i++)
         snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
     s->w = w;
+    s->internal = job->internal;
     s->created_wall_ms = s->last_used_wall_ms = wall_ms();
     s->created = s->last_used = monotonic_ms();
     s->held = job->held;   /* the job's place is the session's now */
     job->held = NULL;
-    worker_keep(w);
+    worker_keep(w, s->internal);
     s->next = sessions;
     sessions = s;
-    atomic_fetch_add(&alive, 1);
+    if (!s->internal)
+        atomic_fetch_add(&alive, 1);
     reply(job, s);
 }
 

@@ -11,6 +11,7 @@
 
 struct sessions_config {
     unsigned max;                 /* alive at once (with those being created) */
+    unsigned max_turns;           /* model turns' interpreters at once (the same) */
     unsigned idle_ms;             /* a session unused this long ends */
     unsigned lifetime_ms;         /* a session ends at this age */
 };
@@ -39,7 +40,7 @@ int64_t sessions_next_expiry(int64_t next);
 /* Ends every session and fails any execution running in one (shutdown). */
 void sessions_end_all(void);
 
-/* Sessions alive now. Thread-safe. */
+/* Clients' sessions alive now (not turns' interpreters). Thread-safe. */
 unsigned sessions_alive(void);
 
 #endif

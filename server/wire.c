@@ -12,30 +12,15 @@
 #include "../common/limits.h"
 #include "../common/isolation.h"
 #include "base64.h"
+#include "input_types.h"
 #include "utf8.h"
+#include "wire_json.h"
 
 struct wire_execute {
     cJSON *parts;          /* normalised request parts, in order */
     size_t *block_of;      /* for each part: index of its code block, or SIZE_MAX */
     char **ids;            /* for each part: the code part's id (borrowed from parts) or NULL */
     size_t nparts;
-};
-
-/* MIME types accepted for input files and the extension each gets in the work dir: the
- * kinds the real service documents, plus plain text. Parameters (";charset=...") and
- * letter case are ignored. */
-static const struct {
-    const char *mime;
-    const char *ext;
-} input_types[] = {
-    {"image/png", "png"}, {"image/jpeg", "jpeg"}, {"text/csv", "csv"},
-    {"text/xml", "xml"}, {"application/xml", "xml"}, {"text/x-c++src", "cpp"},
-    {"text/x-c++", "cpp"}, {"text/x-java-source", "java"}, {"text/x-java", "java"},
-    {"text/x-python", "py"}, {"text/x-python-script", "py"},
-    {"application/x-python-code", "py"}, {"text/javascript", "js"},
-    {"application/javascript", "js"}, {"application/x-javascript", "js"},
-    {"text/x-typescript", "ts"}, {"application/typescript", "ts"},
-    {"application/x-typescript", "ts"}, {"text/plain", "txt"},
 };
 
 static enum px_result errorf(char *msg, size_t msglen, enum px_result r, const char *fmt, ...)
@@ -52,7 +37,7 @@ static enum px_result errorf(char *msg, size_t msglen, enum px_result r, const c
  * refuse those, and raw NUL bytes. And count the values (each ',' '[' '{' outside
  * strings starts at most one more): a body of millions of tiny values would make the
  * parser allocate far more than the body. Returns NULL if acceptable, else why not. */
-static const char *precheck_body(const char *s, size_t n)
+const char *wire_precheck_body(const char *s, size_t n, size_t max_values)
 {
     int in_string = 0;
     size_t values = 1;
@@ -63,7 +48,7 @@ static const char *precheck_body(const char *s, size_t n)
         if (!in_string) {
             if (c == '"')
                 in_string = 1;
-            else if ((c == ',' || c == '[' || c == '{') && ++values > LIMIT_JSON_VALUES)
+            else if ((c == ',' || c == '[' || c == '{') && ++values > max_values)
                 return "The body holds more JSON values than any request needs.";
             continue;
         }
@@ -111,18 +96,6 @@ static enum px_result match_fields(const cJSON *obj, const struct field_spec *sp
             found[i] = c;
     }
     return PX_OK;
-}
-
-static const char *input_extension(const char *mime)
-{
-    size_t n = strcspn(mime, ";");
-    while (n > 0 && (mime[n - 1] == ' ' || mime[n - 1] == '\t'))
-        n--;
-    for (size_t i = 0; i < sizeof(input_types) / sizeof(input_types[0]); i++) {
-        if (strlen(input_types[i].mime) == n && strncasecmp(mime, input_types[i].mime, n) == 0)
-            return input_types[i].ext;
-    }
-    return NULL;
 }
 
 /* Appends to a growable array of T; returns 0 or -1 when out of memory. */
@@ -244,13 +217,12 @@ static enum px_result parse_inline_data(struct parse_state *st, const cJSON *obj
     if (!cJSON_IsString(mime) || !mime->valuestring[0])
         return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
                       "Invalid value at '%s.mime_type': a MIME type is required.", sub);
-    const char *ext = input_extension(mime->valuestring);
+    const char *ext = input_file_extension(mime->valuestring);
     if (!ext)
         return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
                       "Invalid value at '%s.mime_type' (%s): unsupported MIME type for an "
-                      "input file. Supported: image/png, image/jpeg, text/csv, text/xml, "
-                      "text/x-c++src, text/x-java, text/x-python, text/javascript, "
-                      "text/x-typescript, text/plain.", sub, mime->valuestring);
+                      "input file. Supported: %s.", sub, mime->valuestring,
+                      input_file_types_text);
     if (!cJSON_IsString(data))
         return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
                       "Invalid value at '%s.data' (TYPE_BYTES): base64 data is required.", sub);
@@ -391,7 +363,7 @@ enum px_result wire_parse_execute(const char *body, size_t len, size_t input_lim
     if (utf8_valid_prefix((const unsigned char *)body, len) != len)
         return errorf(msg, msglen, PX_INVALID_ARGUMENT,
                       "Invalid JSON payload received. The body is not valid UTF-8.");
-    const char *why = precheck_body(body, len);
+    const char *why = wire_precheck_body(body, len, LIMIT_JSON_VALUES);
     if (why)
         return errorf(msg, msglen, PX_INVALID_ARGUMENT, "Invalid JSON payload received. %s",
                       why);
@@ -493,7 +465,7 @@ void wire_execute_free(struct wire_execute *w)
     free(w);
 }
 
-static const char *outcome_name(enum outcome o)
+const char *wire_outcome_name(enum outcome o)
 {
     switch (o) {
     case OUTCOME_OK: return "OUTCOME_OK";
@@ -505,7 +477,7 @@ static const char *outcome_name(enum outcome o)
 
 /* Adds a string of n bytes of valid UTF-8 that may contain NUL characters, which cJSON's
  * C strings cannot carry: we write the JSON string literal ourselves and add it raw. */
-static cJSON *add_text(cJSON *obj, const char *name, const char *s, size_t n)
+cJSON *wire_add_text(cJSON *obj, const char *name, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     if (n > (SIZE_MAX - 3) / 6)
@@ -550,10 +522,11 @@ static int add_block(cJSON *out, const struct block_result *b, const char *id)
             return -1;
         }
         cJSON *r = cJSON_AddObjectToObject(part, "codeExecutionResult");
-        if (!r || !cJSON_AddStringToObject(r, "outcome", outcome_name(b->entries[e].outcome)))
+        if (!r ||
+            !cJSON_AddStringToObject(r, "outcome", wire_outcome_name(b->entries[e].outcome)))
             return -1;
         if (b->entries[e].output &&
-            !add_text(r, "output", b->entries[e].output, b->entries[e].output_len))
+            !wire_add_text(r, "output", b->entries[e].output, b->entries[e].output_len))
             return -1;
         if (id && !cJSON_AddStringToObject(r, "id", id))
             return -1;
@@ -630,7 +603,7 @@ done:
 }
 
 /* RFC 3339 UTC with milliseconds, as Google APIs write timestamps. */
-static void rfc3339(long long ms, char *buf, size_t len)
+void wire_rfc3339(long long ms, char *buf, size_t len)
 {
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
@@ -643,9 +616,9 @@ char *wire_encode_session(const struct session_info *s, size_t *len)
 {
     char name[64], created[40], used[40], expires[40];
     snprintf(name, sizeof(name), "sessions/%s", s->id);
-    rfc3339(s->create_time_ms, created, sizeof(created));
-    rfc3339(s->last_use_time_ms, used, sizeof(used));
-    rfc3339(s->expire_time_ms, expires, sizeof(expires));
+    wire_rfc3339(s->create_time_ms, created, sizeof(created));
+    wire_rfc3339(s->last_use_time_ms, used, sizeof(used));
+    wire_rfc3339(s->expire_time_ms, expires, sizeof(expires));
     cJSON *root = cJSON_CreateObject();
     char *text = NULL;
     if (root && cJSON_AddStringToObject(root, "name", name) &&
@@ -670,7 +643,7 @@ enum px_result wire_parse_empty(const char *body, size_t len, char *msg, size_t 
         i++;
     if (i == len)
         return PX_OK;
-    const char *why = precheck_body(body, len);
+    const char *why = wire_precheck_body(body, len, LIMIT_JSON_VALUES);
     if (why)
         return errorf(msg, msglen, PX_INVALID_ARGUMENT, "Invalid JSON payload received. %s",
                       why);
@@ -695,7 +668,8 @@ char *wire_encode_empty(size_t *len)
     return text;
 }
 
-char *wire_encode_error(int code, const char *message, const char *status, size_t *len)
+char *wire_encode_error_details(int code, const char *message, const char *status,
+                                const char *retry_delay, size_t *len)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *err = root ? cJSON_AddObjectToObject(root, "error") : NULL;
@@ -703,17 +677,33 @@ char *wire_encode_error(int code, const char *message, const char *status, size_
     /* The message may quote client bytes: make it valid UTF-8 first. */
     char *clean = NULL;
     size_t clean_len;
-    if (err && utf8_sanitize((const unsigned char *)message, strlen(message), &clean,
-                             &clean_len) == 0 &&
-        cJSON_AddNumberToObject(err, "code", code) &&
-        cJSON_AddStringToObject(err, "message", clean) &&
-        cJSON_AddStringToObject(err, "status", status))
+    int ok = err && utf8_sanitize((const unsigned char *)message, strlen(message), &clean,
+                                  &clean_len) == 0 &&
+             cJSON_AddNumberToObject(err, "code", code) &&
+             cJSON_AddStringToObject(err, "message", clean) &&
+             cJSON_AddStringToObject(err, "status", status);
+    if (ok && retry_delay) {
+        /* google.rpc.RetryInfo, as the real API sends it with a 429. */
+        cJSON *details = cJSON_AddArrayToObject(err, "details");
+        cJSON *info = cJSON_CreateObject();
+        ok = details && info && cJSON_AddItemToArray(details, info) &&
+             cJSON_AddStringToObject(info, "@type", "type.googleapis.com/google.rpc.RetryInfo") &&
+             cJSON_AddStringToObject(info, "retryDelay", retry_delay);
+        if (!ok && info && !details)
+            cJSON_Delete(info);
+    }
+    if (ok)
         text = cJSON_PrintUnformatted(root);
     free(clean);
     cJSON_Delete(root);
     if (text && len)
         *len = strlen(text);
     return text;
+}
+
+char *wire_encode_error(int code, const char *message, const char *status, size_t *len)
+{
+    return wire_encode_error_details(code, message, status, NULL, len);
 }
 
 static const char *zygote_state_name(enum zygote_state s)

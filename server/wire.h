@@ -34,6 +34,11 @@ char *wire_encode_execute(const struct wire_execute *w, const struct exec_result
 /* {"error": {"code": N, "message": "...", "status": "..."}}. Caller frees; NULL: no memory. */
 char *wire_encode_error(int code, const char *message, const char *status, size_t *len);
 
+/* The same, with google.rpc.RetryInfo {"retryDelay": retry_delay} in "details" when
+ * retry_delay is not NULL ("2s"). */
+char *wire_encode_error_details(int code, const char *message, const char *status,
+                                const char *retry_delay, size_t *len);
+
 /* A session resource: {"name": "sessions/<id>", "state", "createTime", "lastUseTime",
  * "expireTime", "executions", "memoryBytes"}. Caller frees; NULL when out of memory. */
 char *wire_encode_session(const struct session_info *s, size_t *len);

@@ -40,7 +40,7 @@ static uint32_t busy_frame_limit(void)
 }
 
 /* Moves w to state s, keeping the pool's counters (idle, starting, running) right;
- * session workers are counted by the sessions. Also sets how large a frame w may send
+ * clients' session workers are counted by the sessions, a turn's while it runs. Also sets how large a frame w may send
  * in that state: nothing at all while it waits for a job. */
 static void worker_set_state(struct worker *w, enum worker_state s)
 {
@@ -48,6 +48,7 @@ static void worker_set_state(struct worker *w, enum worker_state s)
     case W_STARTING: stats.starting--; break;
     case W_IDLE: stats.idle--; break;
     case W_BUSY: stats.running--; break;
+    case W_SESSION_BUSY: stats.running -= w->counted; break;
     default: break;
     }
     w->state = s;
@@ -55,6 +56,7 @@ static void worker_set_state(struct worker *w, enum worker_state s)
     case W_STARTING: stats.starting++; break;
     case W_IDLE: stats.idle++; break;
     case W_BUSY: stats.running++; break;
+    case W_SESSION_BUSY: stats.running += w->counted; break;
     default: break;
     }
     w->rd.max_frame = s == W_STARTING ? LIMIT_IPC_SETUP_FRAME_BYTES
@@ -109,9 +111,10 @@ struct worker *worker_find_idle(void)
     return NULL;
 }
 
-void worker_keep(struct worker *w)
+void worker_keep(struct worker *w, int counted)
 {
     w->kept = 1;
+    w->counted = counted;
     worker_set_state(w, W_SESSION_IDLE);
 }
 

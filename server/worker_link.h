@@ -31,6 +31,8 @@ struct worker {
     int sock, out_fd, err_fd, pidfd;
     enum worker_state state;
     int kept;                   /* it serves a session: it lives across jobs */
+    int counted;                /* a kept one whose executions count among the running
+                                 * (a model turn's: bounded by --workers like requests) */
     struct job *job;            /* the job it runs (set by job_attach), or NULL */
     struct ipc_reader rd;
     unsigned char *wbuf;        /* the JOB frame still to send */
@@ -74,8 +76,9 @@ struct worker *worker_find_idle(void);
  * or -1 when out of memory (the job stays the caller's, unanswered). */
 int worker_start_job(struct worker *w, struct job *job, unsigned first_file);
 
-/* Keeps a pool worker for a session: it waits for jobs until discarded. */
-void worker_keep(struct worker *w);
+/* Keeps a pool worker for a session: it waits for jobs until discarded. counted: its
+ * executions count among the running ones (a model turn's interpreter). */
+void worker_keep(struct worker *w, int counted);
 
 /* Kills w (through its pidfd) and closes its descriptors; the job it ran, if any, is
  * failed with r and message. The struct stays until workers_free_dead, with state
