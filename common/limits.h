@@ -210,6 +210,8 @@
 #define LIMIT_UPSTREAM_TIMEOUT_MS_MAX (3600u * 1000)
 /* The largest upstream response body kept: a chat completion is kilobytes. */
 #define LIMIT_UPSTREAM_BODY_BYTES   (8u * 1024 * 1024)
+/* How often a waiting turn (a script's delay) looks whether the server is stopping. */
+#define LIMIT_STOP_POLL_MS          100
 /* Script files: the largest read, and model turns in one. */
 #define LIMIT_SCRIPT_BYTES          (16u * 1024 * 1024)
 #define LIMIT_SCRIPT_TURNS          4096

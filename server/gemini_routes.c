@@ -101,15 +101,18 @@ static const char *name_prefix(const struct target *t)
     return t->vertex ? "publishers/google/models/" : "models/";
 }
 
+/* The model the path names; when there is none, answers 404 as the real API words it,
+ * naming the method asked for. */
 static const struct model *find_model(struct http_exchange *ex, const struct target *t)
 {
     const struct model *m = models_find(t->model);
     if (!m) {
         char msg[400];
         snprintf(msg, sizeof(msg), "%s%s is not found for API version %s, or is not "
-                 "supported for generateContent. Call ListModels to see the list of "
-                 "available models and their supported methods.", name_prefix(t), t->model,
-                 t->version[0] ? t->version : "v1beta");
+                 "supported for %s. Call ListModels to see the list of available models "
+                 "and their supported methods.", name_prefix(t), t->model,
+                 t->version[0] ? t->version : "v1beta",
+                 t->method[0] ? t->method : "generateContent");
         reply_error(ex, PX_NOT_FOUND, msg, NULL);
     }
     return m;
@@ -135,7 +138,7 @@ static void list_models(struct http_exchange *ex, const struct target *t)
     const char *size_arg = http_exchange_query(ex, "pageSize");
     const char *token = http_exchange_query(ex, "pageToken");
     long size = size_arg ? parse_count(size_arg, LIMIT_MODEL_PAGE_MAX) : LIMIT_MODEL_PAGE;
-    long from = token && *token ? parse_count(token, LIMIT_MODELS) : 0;
+    long from = token && *token ? parse_count(token, LIMIT_MODELS + 1) : 0;
     if (size < 0 || from < 0) {
         reply_error(ex, PX_INVALID_ARGUMENT, size < 0 ? "Invalid pageSize: a number from 0 "
                     "to 1000." : "Invalid pageToken: pass the nextPageToken of the page "
@@ -144,9 +147,10 @@ static void list_models(struct http_exchange *ex, const struct target *t)
     }
     if (size == 0)
         size = LIMIT_MODEL_PAGE;
-    struct gemini_model page[LIMIT_MODELS];
+    struct gemini_model page[LIMIT_MODELS + 1];   /* the bindings, and echo */
     size_t n = 0, total = models_count();
-    for (size_t i = (size_t)from; i < total && n < (size_t)size; i++)
+    for (size_t i = (size_t)from; i < total && n < (size_t)size &&
+                                  n < sizeof(page) / sizeof(page[0]); i++)
         page[n++] = describe(models_at(i));
     char next[24];
     int more = (size_t)from + n < total;

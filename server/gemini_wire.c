@@ -73,6 +73,11 @@ static enum px_result fields(const cJSON *obj, const char *const *names, size_t 
         if (i == n) {
             if (ignore_unknown)
                 continue;
+            /* At the top level the real API names no place. */
+            if (!path[0])
+                return fail(msg, msglen, PX_INVALID_ARGUMENT,
+                            "Invalid JSON payload received. Unknown name \"%s\": Cannot find "
+                            "field.", c->string);
             return fail(msg, msglen, PX_INVALID_ARGUMENT,
                         "Invalid JSON payload received. Unknown name \"%s\" at '%s': Cannot "
                         "find field.", c->string, path);
@@ -397,9 +402,10 @@ static enum px_result parse_tools(const cJSON *v, int *code_tool, struct parse *
         if (r != PX_OK)
             return r;
         if (f[0]) {
+            char sub[48];
+            subpath(sub, sizeof(sub), path, "code_execution");
             if (!cJSON_IsObject(f[0]))
-                return bad_type(f[0], "tools.code_execution", "TYPE_MESSAGE", ps->msg,
-                                ps->msglen);
+                return bad_type(f[0], sub, "TYPE_MESSAGE", ps->msg, ps->msglen);
             *code_tool = 1;
         }
     }
@@ -562,6 +568,24 @@ enum px_result gemini_parse_request(const char *body, size_t len, int count_toke
     return r;
 }
 
+/* The google.rpc.Code name an HTTP error status stands for (docs/gemini-wire.md). */
+static const char *status_of_http(int code)
+{
+    static const struct {
+        int http;
+        const char *status;
+    } codes[] = {
+        {400, "INVALID_ARGUMENT"}, {401, "UNAUTHENTICATED"}, {403, "PERMISSION_DENIED"},
+        {404, "NOT_FOUND"}, {409, "ABORTED"}, {429, "RESOURCE_EXHAUSTED"},
+        {499, "CANCELLED"}, {500, "INTERNAL"}, {501, "UNIMPLEMENTED"},
+        {503, "UNAVAILABLE"}, {504, "DEADLINE_EXCEEDED"},
+    };
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (codes[i].http == code)
+            return codes[i].status;
+    return code >= 500 ? "INTERNAL" : "FAILED_PRECONDITION";
+}
+
 /* A script line's "fault" object. */
 static enum px_result parse_fault(const cJSON *v, struct script_fault *f, char *msg,
                                   size_t msglen)
@@ -585,10 +609,7 @@ static enum px_result parse_fault(const cJSON *v, struct script_fault *f, char *
                         "\"fault.error.code\" must be an HTTP error status (400-599)");
         f->error_code = (int)e[0]->valuedouble;
         snprintf(f->error_status, sizeof(f->error_status), "%s",
-                 cJSON_IsString(e[1]) ? e[1]->valuestring
-                 : f->error_code == 429 ? "RESOURCE_EXHAUSTED"
-                 : f->error_code == 503 ? "UNAVAILABLE"
-                 : f->error_code >= 500 ? "INTERNAL" : "INVALID_ARGUMENT");
+                 cJSON_IsString(e[1]) ? e[1]->valuestring : status_of_http(f->error_code));
         snprintf(f->error_message, sizeof(f->error_message), "%s",
                  cJSON_IsString(e[2]) ? e[2]->valuestring : "Injected by the script.");
         if (cJSON_IsString(e[3]))

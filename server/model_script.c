@@ -78,11 +78,16 @@ static unsigned attempt(struct script *s, uint64_t key)
     return before;
 }
 
+/* Waits ms, in short steps so that a stopping server does not wait for it. */
 static void sleep_ms(unsigned ms)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !turns_stopping())
-        ;
+    while (ms && !turns_stopping()) {
+        unsigned step = ms < LIMIT_STOP_POLL_MS ? ms : LIMIT_STOP_POLL_MS;
+        struct timespec ts = {.tv_sec = step / 1000, .tv_nsec = (long)(step % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        ms -= step;
+    }
 }
 
 static void script_run(void *state, struct turn *t, const struct gen_request *req)
@@ -102,6 +107,10 @@ static void script_run(void *state, struct turn *t, const struct gen_request *re
         const struct script_fault *f = &line->fault;
         if (f->delay_ms)
             sleep_ms(f->delay_ms);
+        if (turns_stopping()) {
+            turn_fail(t, PX_SHUTTING_DOWN, "The server is shutting down.");
+            return;
+        }
         if (f->error_code) {
             turn_fail_as(t, f->error_code, f->error_status, f->error_message,
                          f->retry_delay[0] ? f->retry_delay : NULL);

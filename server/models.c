@@ -6,7 +6,7 @@
 
 #include "../common/limits.h"
 
-static struct model table[LIMIT_MODELS];
+static struct model table[LIMIT_MODELS + 1];   /* the bindings, and echo */
 static size_t count;
 
 static const struct model_backend *const backends[] = {&model_echo, &model_script,
@@ -36,7 +36,7 @@ static int add(const char *name, size_t name_len, const char *spec, char *err, s
             snprintf(err, errlen, "--model %.*s: bound twice", (int)name_len, name);
             return -1;
         }
-    if (count == LIMIT_MODELS) {
+    if (count == sizeof(table) / sizeof(table[0])) {
         snprintf(err, errlen, "--model: at most %d models", LIMIT_MODELS);
         return -1;
     }
@@ -60,7 +60,9 @@ static int add(const char *name, size_t name_len, const char *spec, char *err, s
         snprintf(err, errlen, "--model %s=%s: %s", m->name, spec, why);
         return -1;
     }
-    snprintf(m->description, sizeof(m->description), "Served by pyexecd: %.200s", spec);
+    /* The kind only: a script's path or an upstream's options are the operator's. */
+    snprintf(m->description, sizeof(m->description), "Served by pyexecd: the %s model.",
+             b->kind);
     count++;
     return 0;
 }

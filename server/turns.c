@@ -50,6 +50,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static struct turn *queue_head, *queue_tail;
 static unsigned queued, queue_max, nthreads;
+static unsigned busy;                /* runners running a turn */
 static pthread_t *threads;
 static atomic_int stopping;
 
@@ -466,6 +467,7 @@ static void *runner_main(void *arg)
             if (!queue_head)
                 queue_tail = NULL;
             queued--;
+            busy++;
         }
         pthread_mutex_unlock(&lock);
         if (!t)
@@ -475,6 +477,9 @@ static void *runner_main(void *arg)
         else
             run_turn(t);
         turn_free(t);
+        pthread_mutex_lock(&lock);
+        busy--;
+        pthread_mutex_unlock(&lock);
     }
 }
 
@@ -513,8 +518,8 @@ enum px_result turns_submit(struct http_exchange *ex, const struct model *model,
     pthread_mutex_lock(&lock);
     if (atomic_load(&stopping))
         r = PX_SHUTTING_DOWN;
-    else if (queued >= queue_max)
-        r = PX_QUEUE_FULL;
+    else if (queued >= queue_max + (nthreads - busy))
+        r = PX_QUEUE_FULL;   /* turns waiting for an idle runner to wake count as running */
     else {
         if (queue_tail)
             queue_tail->next = t;
