@@ -7,12 +7,21 @@ BUILD ?= build
 CONFIG ?= release
 ARGS ?=
 
-.PHONY: all setup build run test bench clean
+.PHONY: all setup setup-sdk setup-llm build run test test-llm bench clean
 
 all: build
 
 setup:
 	./scripts/setup.sh
+
+# The pinned Google Gen AI SDKs the tests drive (Python, Node with @google/genai, Go).
+setup-sdk:
+	./scripts/setup-sdk.sh
+
+# A real small model behind an OpenAI-compatible server (llama-cpp-python, built from
+# source: minutes), for `make test-llm`.
+setup-llm:
+	./scripts/setup-llm.sh
 
 build: setup
 	cmake -S . -B $(BUILD) -DPYEXECD_BUILD=$(CONFIG) >/dev/null
@@ -22,9 +31,14 @@ build: setup
 run: build
 	./$(BUILD)/pyexecd $(ARGS)
 
-# The whole suite: C unit tests, then integration tests against the real server.
-test: build
-	cd $(BUILD) && ctest --output-on-failure $(if $(TESTS),-R $(TESTS),)
+# The whole suite: C unit tests, then integration, conformance and SDK tests against the
+# real server. The real-model test has its own target.
+test: build setup-sdk
+	cd $(BUILD) && ctest --output-on-failure -LE llm $(if $(TESTS),-R $(TESTS),)
+
+# The openai model against a real local model (llama-cpp-python with SmolLM2-135M).
+test-llm: build setup-llm
+	cd $(BUILD) && ctest --output-on-failure -L llm
 
 # Load test and peers (cold process, Jupyter kernel, --pool 0): bench/README.md. Under ten
 # minutes; ARGS=--quick for a smoke run.
