@@ -474,11 +474,17 @@ def run_load(server, zygote_pid, sampler, snippet, concurrency, max_requests, ma
     return res
 
 
+# The pause before each request of the generateContent pairs: long enough for the pool's
+# refill (a fork and a sandbox set-up, 10-20 ms of CPU on a slow 2-core machine) to be
+# over, so that neither request of a pair competes with it for a core.
+GEN_PACE_S = 0.06
+
+
 def gen_overhead(server, pairs):
     """generateContent's cost over /v1/execute: the same `print(1+1)` run through each,
     one client, alternating request by request (so both see the same machine), pausing
-    PACE_S before each so that the pool is full every time. The echo model's turn takes
-    a pooled worker as an internal session, runs the block, and ends it."""
+    GEN_PACE_S before each so that the pool is full and idle every time. The echo model's
+    turn takes a pooled worker as an internal session, runs the block, and ends it."""
     c = Client(server.port)
     exe = json.dumps(code_part("print(1+1)\n")).encode()
     gen = json.dumps({"contents": [{"role": "user", "parts": [
@@ -490,7 +496,7 @@ def gen_overhead(server, pairs):
         for i in range(pairs + 2):
             for kind, path, body in (("execute", "/v1/execute", exe),
                                      ("generate", gen_path, gen)):
-                time.sleep(PACE_S)
+                time.sleep(GEN_PACE_S)
                 ms, ok, data = c.call("POST", path, body)
                 ok = ok and b'"output":"2\\n"' in data
                 if i >= 2:   # two untimed pairs first
@@ -723,7 +729,7 @@ def bench_server(label, pool, plan, measure_memory):
         if measure_memory:
             out["healthz"] = healthz_rtt(server, plan["healthz"])
             log(f"GET /healthz: p50 {out['healthz']['p50']:.3f} ms")
-            g = out["generate"] = gen_overhead(server, plan["paced"])
+            g = out["generate"] = gen_overhead(server, plan["generate"])
             log(f"generateContent (echo) vs /v1/execute, paced: p50 {g['generate']['p50']:.2f} "
                 f"vs {g['execute']['p50']:.2f} ms, overhead p50 {g['overhead_p50']:.2f} ms, "
                 f"errors {g['errors']}")
@@ -980,7 +986,7 @@ def build_report(res, argv, elapsed):
             (f"Jupyter kernel, pausing {PACE_S * 1000:.0f} ms", jp),
             ("Jupyter kernel, back-to-back", jt)]
     if g:
-        rows += [(f"`/v1/execute`, pausing {PACE_S * 1000:.0f} ms, paired with the next row",
+        rows += [(f"`/v1/execute`, pausing {GEN_PACE_S * 1000:.0f} ms, paired with the next row",
                   g["execute"]),
                  (f"generateContent with the echo model, the same block, paired", g["generate"])]
     for what, r in rows:
@@ -1479,12 +1485,13 @@ def main():
 
     started = time.time()
     if args.quick:
-        plan = {"requests": 100, "seconds": 1.0, "healthz": 200, "paced": 30}
+        plan = {"requests": 100, "seconds": 1.0, "healthz": 200, "paced": 30, "generate": 60}
         plan_nopool = {"requests": 50, "seconds": 1.0, "healthz": 0, "paced": 30}
         cold_runs, peer_seconds = 1, 1.0
         reps = {"default": 20, "trivial": 100}
     else:
-        plan = {"requests": 1000, "seconds": 6.0, "healthz": 1000, "paced": 200}
+        plan = {"requests": 1000, "seconds": 6.0, "healthz": 1000, "paced": 200,
+                "generate": 300}
         plan_nopool = {"requests": 500, "seconds": 3.0, "healthz": 0, "paced": 100}
         cold_runs, peer_seconds = 5, 4.0
         reps = {"default": 200, "trivial": 1000}

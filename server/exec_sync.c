@@ -64,13 +64,25 @@ static enum px_result wait_for(struct waiter *w, enum px_result r, char *msg, si
     return w->status;
 }
 
-enum px_result exec_sync_open(char id[33], char *msg, size_t msglen)
+/* The results of an answered call: *res on PX_OK, freed otherwise. */
+static void take_result(struct waiter *w, enum px_result r, struct exec_result **res)
+{
+    *res = w->result;
+    if (r != PX_OK) {
+        exec_result_free(w->result);
+        *res = NULL;
+    }
+}
+
+enum px_result exec_sync_start(char id[33], const struct exec_request *req,
+                               struct exec_result **res, char *msg, size_t msglen)
 {
     struct waiter w;
     waiter_init(&w);
-    enum px_result r = wait_for(&w, executor_session_create(1, on_done, &w), msg, msglen);
-    if (r == PX_OK)
-        memcpy(id, w.session_id, 33);
+    enum px_result r = wait_for(&w, executor_session_create(1, req, on_done, &w), msg,
+                                msglen);
+    memcpy(id, w.session_id, 33);
+    take_result(&w, r, res);
     waiter_release(&w);
     return r;
 }
@@ -82,11 +94,7 @@ enum px_result exec_sync_run(const char *id, const struct exec_request *req,
     waiter_init(&w);
     enum px_result r = wait_for(&w, executor_session_execute(1, id, req, on_done, &w), msg,
                                 msglen);
-    *res = w.result;
-    if (r != PX_OK) {
-        exec_result_free(w.result);
-        *res = NULL;
-    }
+    take_result(&w, r, res);
     waiter_release(&w);
     return r;
 }

@@ -9,9 +9,11 @@
 #include "../common/result.h"
 #include "execution.h"
 
-/* A new turn interpreter (an internal session). Returns PX_OK with its id in id[33], or
- * the error with a message for the client in msg. */
-enum px_result exec_sync_open(char id[33], char *msg, size_t msglen);
+/* A new turn interpreter (an internal session) running req (borrowed) at once: one step,
+ * not two. Returns as exec_sync_run does; id[33] gets the interpreter's id whenever it
+ * was made (also when the execution then failed: close it), else "". */
+enum px_result exec_sync_start(char id[33], const struct exec_request *req,
+                               struct exec_result **res, char *msg, size_t msglen);
 
 /* Runs req (borrowed) in interpreter id. Returns PX_OK with *res (the caller frees it
  * with exec_result_free), or the error with a message in msg. */

@@ -120,7 +120,11 @@ static void dispatch(void)
     while (queue && z.state == ZYGOTE_READY) {
         struct worker_stats ws;
         workers_stats(&ws);
-        if (queue->kind != JOB_SESSION_CREATE && ws.running >= cfg.workers)
+        /* A client's session creation takes a worker whenever one is free; anything that
+         * runs code (a request, a turn's execution, a turn's first one that also makes its
+         * interpreter) waits for a free slot. */
+        int runs = queue->kind != JOB_SESSION_CREATE || queue->req;
+        if (runs && ws.running >= cfg.workers)
             break;
         if (queue->kind == JOB_SESSION_EXECUTE) {
             sessions_take(pop_queue());   /* on its session's own worker */
@@ -356,9 +360,10 @@ enum px_result executor_session_execute(int internal, const char *id,
     return session_op(JOB_SESSION_EXECUTE, internal, id, req, done, ctx);
 }
 
-enum px_result executor_session_create(int internal, exec_done_fn done, void *ctx)
+enum px_result executor_session_create(int internal, const struct exec_request *req,
+                                       exec_done_fn done, void *ctx)
 {
-    struct job *job = job_new(JOB_SESSION_CREATE, NULL, NULL, done, ctx);
+    struct job *job = job_new(JOB_SESSION_CREATE, NULL, req, done, ctx);
     if (job)
         job->internal = internal;
     return submit(job);

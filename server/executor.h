@@ -58,8 +58,11 @@ enum px_result executor_submit(const struct exec_request *req, exec_done_fn done
  * (another execution is running in it) when it cannot run.
  * internal 1 marks a model turn's interpreter (server/turns.c): it is not one of the
  * clients' sessions (neither counted against --max-sessions nor reachable through
- * /v1/sessions), and is bounded by the turn runners instead. */
-enum px_result executor_session_create(int internal, exec_done_fn done, void *ctx);
+ * /v1/sessions), and is bounded by the turn runners instead. create with a req (NULL:
+ * none) also runs it, as execute would, in one step: the answer then carries both the
+ * session's id and the results (or the error, and the id when the session exists). */
+enum px_result executor_session_create(int internal, const struct exec_request *req,
+                                       exec_done_fn done, void *ctx);
 enum px_result executor_session_get(const char *id, exec_done_fn done, void *ctx);
 enum px_result executor_session_delete(int internal, const char *id, exec_done_fn done,
                                        void *ctx);

@@ -65,6 +65,8 @@ void job_finish(struct job *job, const struct session_info *session)
     struct exec_reply reply = {.status = PX_OK};
     if (session)
         reply.session = *session;
+    else   /* an execution in a session says which (it may have made it) */
+        snprintf(reply.session.id, sizeof(reply.session.id), "%s", job->session_id);
     if (job->res) {
         for (size_t i = job->block; i < job->res->nblocks; i++) {
             struct block_output_input in = {.end = BLOCK_END_NOT_RUN, .out.fd = -1,
@@ -86,6 +88,7 @@ void job_finish(struct job *job, const struct session_info *session)
 void job_fail(struct job *job, enum px_result r, const char *message)
 {
     struct exec_reply reply = {.status = r, .message = message};
+    snprintf(reply.session.id, sizeof(reply.session.id), "%s", job->session_id);
     job->done(job->ctx, &reply);
     job_free(job);
 }

@@ -171,7 +171,7 @@ static int read_token(const char *path, char *out, size_t size, char *err, size_
     return 0;
 }
 
-/* openai:URL[,model=NAME][,key-file=PATH][,tool-choice=auto|required] */
+/* openai:URL[,model=NAME][,key-file=PATH][,tool-choice=auto|required|run_python] */
 static int openai_open(const char *arg, const char *name, void **state, char *err,
                        size_t errlen)
 {
@@ -209,11 +209,12 @@ static int openai_open(const char *arg, const char *name, void **state, char *er
                 return -1;
             }
         } else if (strcmp(opt, "tool-choice=auto") == 0 ||
-                   strcmp(opt, "tool-choice=required") == 0) {
+                   strcmp(opt, "tool-choice=required") == 0 ||
+                   strcmp(opt, "tool-choice=" OPENAI_TOOL_NAME) == 0) {
             snprintf(u->tool_choice, sizeof(u->tool_choice), "%s", opt + 12);
         } else {
             snprintf(err, errlen, "unknown option '%s' (model=NAME, key-file=PATH, "
-                     "tool-choice=auto|required)", opt);
+                     "tool-choice=auto|required|" OPENAI_TOOL_NAME ")", opt);
             free(u);
             return -1;
         }

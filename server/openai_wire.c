@@ -54,7 +54,9 @@ static void text_str(struct text *t, const char *s)
     text_add(t, s, strlen(s));
 }
 
-/* {"role": role, "content": content} appended to messages (content may be NULL). */
+/* {"role": role, "content": content} appended to messages. No content (an assistant
+ * message holding only tool calls) is "": llama-cpp-python refuses null and some chat
+ * templates fail on a missing field, and OpenAI's API takes "". */
 static cJSON *add_message(cJSON *messages, const char *role, const char *content, size_t len)
 {
     cJSON *m = cJSON_CreateObject();
@@ -62,10 +64,8 @@ static cJSON *add_message(cJSON *messages, const char *role, const char *content
         cJSON_Delete(m);
         return NULL;
     }
-    if (!cJSON_AddStringToObject(m, "role", role))
-        return NULL;
-    if (content ? !wire_add_text(m, "content", content, len)
-                : !cJSON_AddNullToObject(m, "content"))
+    if (!cJSON_AddStringToObject(m, "role", role) ||
+        !wire_add_text(m, "content", content ? content : "", content ? len : 0))
         return NULL;
     return m;
 }
@@ -242,8 +242,18 @@ char *openai_encode_request(const char *model, const struct gen_request *req,
             ok = tm && cJSON_AddStringToObject(tm, "tool_call_id", st->calls[k].id);
         }
     }
-    if (ok && offer_tool)
-        ok = add_tool(root) == 0 && cJSON_AddStringToObject(root, "tool_choice", tool_choice);
+    if (ok && offer_tool) {
+        ok = add_tool(root) == 0;
+        if (ok && strcmp(tool_choice, OPENAI_TOOL_NAME) == 0) {
+            /* The named form: what servers without "required" (llama-cpp-python) force. */
+            cJSON *choice = cJSON_AddObjectToObject(root, "tool_choice");
+            cJSON *fn = choice ? cJSON_AddObjectToObject(choice, "function") : NULL;
+            ok = fn && cJSON_AddStringToObject(choice, "type", "function") &&
+                 cJSON_AddStringToObject(fn, "name", OPENAI_TOOL_NAME);
+        } else if (ok) {
+            ok = !!cJSON_AddStringToObject(root, "tool_choice", tool_choice);
+        }
+    }
     char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (text && len)

@@ -33,7 +33,8 @@ void openai_step_release(struct openai_step *s);
 /* A chat-completions request for model: system (req's system instruction and
  * system_note), the conversation of req (earlier code and results as tool calls and
  * tool messages when the tool is offered, as text otherwise), then this turn's steps.
- * offer_tool adds the run_python tool and tool_choice ("auto", "required", "none").
+ * offer_tool adds the run_python tool and tool_choice ("auto", "required", "none", or
+ * OPENAI_TOOL_NAME for the named form {"type": "function", "function": {"name": ...}}).
  * Returns malloc'd JSON (caller frees) or NULL when out of memory. */
 char *openai_encode_request(const char *model, const struct gen_request *req,
                             const char *system_note, const struct openai_step *steps,

@@ -142,7 +142,7 @@ static void handle_session_create(struct http_exchange *ex)
         reply_error(ex, r, msg, NULL);
         return;
     }
-    r = executor_session_create(0, session_info_done, ex);
+    r = executor_session_create(0, NULL, session_info_done, ex);
     if (r != PX_OK)
         session_refused(ex, r);
 }

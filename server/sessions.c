@@ -145,7 +145,9 @@ static void describe(const struct session *s, struct session_info *info)
     long long life_end = s->created_wall_ms + cfg.lifetime_ms;
     info->expire_time_ms = idle_end < life_end ? idle_end : life_end;
     info->executions = s->w->jobs_done;
-    info->memory_bytes = private_memory(s->w->pid);
+    /* Reading smaps_rollup walks the worker's page tables: milliseconds, which a model
+     * turn's own interpreter (nobody reads its description) does not pay. */
+    info->memory_bytes = s->internal ? 0 : private_memory(s->w->pid);
     info->busy = busy(s);
 }
 
@@ -154,6 +156,19 @@ static void reply(struct job *job, const struct session *s)
     struct session_info info;
     describe(s, &info);
     job_finish(job, &info);
+}
+
+/* Starts an execution job on the session's idle worker. */
+static void start_execution(struct session *s, struct job *job)
+{
+    if (worker_start_job(s->w, job, s->next_file) < 0) {
+        job_fail(job, PX_NOMEM, "Out of memory while starting the execution.");
+        return;
+    }
+    /* In a session, input files keep counting from the earlier requests' ones. */
+    s->next_file += (unsigned)job->req->nfiles;
+    s->last_used = monotonic_ms();
+    s->last_used_wall_ms = wall_ms();
 }
 
 /* "Session sessions/<id> has ended: <why>." or "not found". */
@@ -202,14 +217,7 @@ void sessions_take(struct job *job)
             job_fail(job, PX_BUSY, msg);
             return;
         }
-        if (worker_start_job(s->w, job, s->next_file) < 0) {
-            job_fail(job, PX_NOMEM, "Out of memory while starting the execution.");
-            return;
-        }
-        /* In a session, input files keep counting from the earlier requests' ones. */
-        s->next_file += (unsigned)job->req->nfiles;
-        s->last_used = monotonic_ms();
-        s->last_used_wall_ms = wall_ms();
+        start_execution(s, job);
         return;
     default:
         job_fail(job, PX_INTERNAL, NULL);
@@ -238,7 +246,14 @@ void sessions_create(struct job *job, struct worker *w)
     sessions = s;
     if (!s->internal)
         atomic_fetch_add(&alive, 1);
-    reply(job, s);
+    if (!job->req) {
+        reply(job, s);
+        return;
+    }
+    /* Made to run something at once: the same job is now the session's first execution. */
+    job->kind = JOB_SESSION_EXECUTE;
+    snprintf(job->session_id, sizeof(job->session_id), "%s", s->id);
+    start_execution(s, job);
 }
 
 void sessions_sweep(int64_t now)

@@ -310,15 +310,6 @@ enum px_result turn_code(struct turn *t, const char *code, size_t len,
         emit_not_run(t, id, out);
         return t->answered ? PX_UNAVAILABLE : PX_OK;
     }
-    enum px_result r = PX_OK;
-    if (!t->interp_open) {
-        r = exec_sync_open(t->interp, msg, sizeof(msg));
-        if (r != PX_OK) {
-            turn_fail(t, r, msg);
-            return r;
-        }
-        t->interp_open = 1;
-    }
     char *codes[1] = {(char *)code};
     size_t lens[1] = {len};
     struct exec_request req = {.codes = codes, .code_lens = lens, .ncodes = 1,
@@ -329,7 +320,14 @@ enum px_result turn_code(struct turn *t, const char *code, size_t len,
     }
     t->files_sent = 1;
     struct exec_result *res = NULL;
-    r = exec_sync_run(t->interp, &req, &res, msg, sizeof(msg));
+    enum px_result r;
+    if (t->interp_open) {
+        r = exec_sync_run(t->interp, &req, &res, msg, sizeof(msg));
+    } else {
+        /* The turn's first block makes its interpreter in the same step. */
+        r = exec_sync_start(t->interp, &req, &res, msg, sizeof(msg));
+        t->interp_open = t->interp[0] != '\0';
+    }
     free(req.files);   /* the data stays the request's */
     if (r == PX_NOT_FOUND) {
         /* The interpreter ended between blocks (its worker died): later code cannot run
