@@ -93,7 +93,7 @@ int http_post_json(const char *url, const char *token, const char *body, size_t 
                  : c == CURLE_ABORTED_BY_CALLBACK ? "the server is stopping"
                  : curl_easy_strerror(c));
         free(s.data);
-        rc = -1;
+        rc = s.too_large ? -2 : -1;
     } else {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
         out->body = s.data ? s.data : calloc(1, 1);

@@ -18,8 +18,9 @@ struct http_response {
 /* POSTs a JSON body to url (http or https) with Authorization: Bearer token when token
  * is not NULL. Connects within connect_ms and finishes within total_ms, and gives up
  * early once stop() returns nonzero. Returns 0 with *out (any status; the body at most
- * LIMIT_UPSTREAM_BODY_BYTES), or -1 with why in err: nothing usable came back (refused,
- * unreachable, timed out, cut, a body past the limit). Thread-safe. */
+ * LIMIT_UPSTREAM_BODY_BYTES), -1 with why in err when nothing came back (refused,
+ * unreachable, timed out, cut), or -2 when what came back was refused (a body past the
+ * limit). Thread-safe. */
 int http_post_json(const char *url, const char *token, const char *body, size_t len,
                    unsigned connect_ms, unsigned total_ms, int (*stop)(void),
                    struct http_response *out, char *err, size_t errlen);

@@ -43,9 +43,15 @@ static enum px_result call_upstream(const struct upstream *u, const char *body, 
 {
     struct http_response resp;
     char why[300];
-    if (http_post_json(u->url, u->token[0] ? u->token : NULL, body, len,
-                       LIMIT_UPSTREAM_CONNECT_MS, upstream_timeout_ms, turns_stopping, &resp,
-                       why, sizeof(why)) < 0) {
+    int rc = http_post_json(u->url, u->token[0] ? u->token : NULL, body, len,
+                            LIMIT_UPSTREAM_CONNECT_MS, upstream_timeout_ms, turns_stopping,
+                            &resp, why, sizeof(why));
+    if (rc == -2) {
+        snprintf(msg, msglen, "The model server at %.300s answered, but %s (%u bytes).",
+                 u->url, why, LIMIT_UPSTREAM_BODY_BYTES);
+        return PX_INTERNAL;
+    }
+    if (rc < 0) {
         snprintf(msg, msglen, "The model server at %.300s did not answer: %s.", u->url, why);
         return PX_UNAVAILABLE;
     }

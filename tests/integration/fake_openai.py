@@ -130,6 +130,28 @@ def no_choices(body, index):
                           "error": {"message": "model is loading"}})
 
 
+def text_of_size(size):
+    """A script whose text answer's whole body is exactly size bytes (the text padded)."""
+    def script(body, index):
+        base = json.dumps(completion({"role": "assistant", "content": ""}, "stop")).encode()
+        pad = size - len(base)
+        return Response(200, json.dumps(completion({"role": "assistant", "content": "x" * pad},
+                                                   "stop")).encode())
+    return script
+
+
+def body_at_limit(body, index):
+    """A text answer of exactly pyexecd's LIMIT_UPSTREAM_BODY_BYTES bytes."""
+    from limits import LIMITS
+    return text_of_size(LIMITS["LIMIT_UPSTREAM_BODY_BYTES"])(body, index)
+
+
+def body_past_limit(body, index):
+    """One byte more than pyexecd keeps of an upstream answer."""
+    from limits import LIMITS
+    return text_of_size(LIMITS["LIMIT_UPSTREAM_BODY_BYTES"] + 1)(body, index)
+
+
 def empty_choices(body, index):
     return json_response({"id": "chatcmpl-fake", "object": "chat.completion", "choices": []})
 
@@ -213,6 +235,8 @@ SCRIPTS = {
     "truncated-json": truncated_json,
     "no-choices": no_choices,
     "empty-choices": empty_choices,
+    "body-at-limit": body_at_limit,
+    "body-past-limit": body_past_limit,
     "stall": stall,
     "bad-arguments": bad_arguments,
     "wrong-tool": wrong_tool,

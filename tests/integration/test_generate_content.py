@@ -1406,6 +1406,69 @@ class ModelFlagsTest(unittest.TestCase):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def test_script_bytes_limit(self):
+        """A script file of LIMIT_SCRIPT_BYTES starts; one byte more is refused."""
+        limit = LIMITS["LIMIT_SCRIPT_BYTES"]
+        turns = LIMITS["LIMIT_SCRIPT_TURNS"]
+        tmp = tempfile.mkdtemp(prefix="pyexecd-scripts-")
+        try:
+            # turns lines of equal length (newline included) that add up to the limit.
+            per = limit // turns
+            base = line([{"text": ""}])
+            lines_ = [line([{"text": "x" * (per - len(base) - 1)}]) for _ in range(turns)]
+            text = "\n".join(lines_) + "\n"
+            text += " " * (limit - len(text))   # trailing blanks are part of no line
+            self.assertEqual(len(text), limit)
+            path = os.path.join(tmp, "at.jsonl")
+            with open(path, "w") as f:
+                f.write(text)
+            with Server("--model", f"s=script:{path}", workers=1, pool=1) as s:
+                status, body = s.request("POST", "/v1beta/models/s:generateContent",
+                                         gen_body([user({"text": "hi"})]))[:2]
+                self.assertEqual(status, 200, body)
+            with open(path, "a") as f:
+                f.write(" ")
+            status, err = start_refused(self, "--model", f"s=script:{path}")
+            self.assertEqual(status, 2, err)
+            self.assertIn(f"at most {limit} bytes", err)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ScriptConversationsTest(unittest.TestCase):
+    """A script remembers the fault attempts of LIMIT_SCRIPT_CONVERSATIONS conversations:
+    with that many, the first is still known (its retry is served); one more forgets the
+    oldest, and its fault fires again."""
+
+    def test_conversations_limit(self):
+        n = LIMITS["LIMIT_SCRIPT_CONVERSATIONS"]
+        tmp = tempfile.mkdtemp(prefix="pyexecd-scripts-")
+        path = os.path.join(tmp, "flaky.jsonl")
+        with open(path, "w") as f:
+            f.write(line([{"text": "served"}], fault={"error": {"code": 429}}) + "\n")
+        try:
+            with Server("--model", f"f=script:{path}", workers=1, pool=1) as s:
+                conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+
+                def status_of(text):
+                    conn.request("POST", "/v1beta/models/f:generateContent",
+                                 json.dumps(gen_body([user({"text": text})])),
+                                 {"Content-Type": "application/json"})
+                    r = conn.getresponse()
+                    r.read()
+                    return r.status
+
+                self.assertEqual(status_of("first"), 429)
+                self.assertEqual(status_of("first"), 200)
+                for i in range(n - 1):   # n conversations in all
+                    self.assertEqual(status_of(f"other {i}"), 429)
+                self.assertEqual(status_of("first"), 200, "forgotten within the limit")
+                self.assertEqual(status_of("one more"), 429)   # evicts "first"
+                self.assertEqual(status_of("first"), 429, "remembered past the limit")
+                conn.close()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -13,6 +13,7 @@ import tempfile
 import time
 import unittest
 
+from limits import LIMITS  # noqa: E402
 from harness import Server
 from fake_openai import (SCRIPTS, TOOL_CODE, TOOL_NAME, TOOL_OUTPUT, FakeOpenAI,
                          RefusingPort)
@@ -90,6 +91,8 @@ class OpenAIBackendTest(unittest.TestCase):
         "alternating": ("fail-then-succeed", ""),
         "two": ("two-calls-then-text", ""),
         "image": ("image-then-text", ""),
+        "bigbody": ("body-at-limit", ""),
+        "hugebody": ("body-past-limit", ""),
     }
 
     @classmethod
@@ -247,6 +250,16 @@ class OpenAIBackendTest(unittest.TestCase):
         self.assertEqual(len(reqs), 2, reqs)
         self.assert_tool_offered(reqs[0], "auto")
         self.assert_tool_offered(reqs[1], "auto")
+
+    def test_upstream_body_limit(self):
+        """An answer of LIMIT_UPSTREAM_BODY_BYTES is read; one byte more is refused as a
+        misbehaving upstream (500 INTERNAL naming the limit), never held whole."""
+        data = self.ok("bigbody", gen_body(code_tool=False, system=None))
+        [part] = parts_of(data)
+        self.assertGreater(len(part["text"]), LIMITS["LIMIT_UPSTREAM_BODY_BYTES"] - 1000)
+        self.assertEqual(set(part["text"]), {"x"})
+        self.google_error("hugebody", 500, "INTERNAL", "larger than",
+                          body=gen_body(code_tool=False, system=None))
 
     def test_tool_choice_named(self):
         """tool-choice=run_python sends the named form, which servers without "required"
