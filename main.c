@@ -1,12 +1,17 @@
-/* pyexecd: one binary, three roles, picked here from the command line.
+/* pyexecd: one binary, four roles, picked here from the command line.
  *
  *   pyexecd [FLAG]...              the HTTP server (server/), which starts the zygote
  *   pyexecd --zygote ...           the zygote (sandbox/), started by the server itself
  *   pyexecd --print-policy FILE    prints a policy's compiled filter (sandbox/) and exits
+ *   pyexecd conform ARGS...        the conformance kit (conform/): replays recordings
  *
  * The server checks the policy before anything runs (a bad one stops it here with
  * "file:line: what is wrong") and hands the checked text to each zygote start. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -14,9 +19,43 @@
 #include "sandbox/zygote_main.h"
 #include "server/server_main.h"
 
+#ifndef PYEXECD_CONFORM_TOOL
+#define PYEXECD_CONFORM_TOOL "conform/pyexecd_conform.py"
+#endif
+
+/* `pyexecd conform ...` hands over to the kit's client tool, in Python: it reads YAML
+ * cassettes (PyYAML), writes unified diffs (difflib) and JUnit XML, and drives a server
+ * over HTTP, all of which a maintained library does there and C would write again. It
+ * gets this binary's path in PYEXECD_BIN, to start a server of its own. Returns only on
+ * failure. */
+static int run_conform(int argc, char **argv)
+{
+    static char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[n > 0 ? n : 0] = '\0';
+    const char *tool = getenv("PYEXECD_CONFORM_TOOL");
+    if (!tool)
+        tool = PYEXECD_CONFORM_TOOL;
+    char **args = calloc((size_t)argc + 2, sizeof(char *));
+    if (!args)
+        return 1;
+    args[0] = "python3";
+    args[1] = (char *)tool;
+    for (int i = 2; i < argc; i++)
+        args[i] = argv[i];
+    if (n > 0)
+        setenv("PYEXECD_BIN", self, 1);
+    execvp("python3", args);
+    fprintf(stderr, "pyexecd: conform: cannot run python3 %s: %s\n", tool, strerror(errno));
+    free(args);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     struct config c;
+    if (argc >= 2 && strcmp(argv[1], "conform") == 0)
+        return run_conform(argc, argv);
     char err[512];
     int rc = config_parse(&c, argc, argv, err, sizeof(err));
     if (rc == 1)

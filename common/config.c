@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fidelity.h"
 #include "limits.h"
 
 #ifndef PYEXECD_SITE_PACKAGES
@@ -18,8 +19,10 @@
 #define PYEXECD_VERSION "0.1.0"
 #endif
 
-/* The runner frame the real service shows in tracebacks today (docs/gemini-wire.md). */
+/* The runner frame the real service shows in tracebacks today, and the one it showed in
+ * 2025 (docs/gemini-wire.md). */
 #define DEFAULT_RUNNER_FRAME "/usr/bin/entry/named_interpreters/python/interpreter:98"
+#define RUNNER_FRAME_2025 "/usr/bin/entry/entry_point:117"
 /* Where workers get their uids: far above the ranges Debian hands out to system and human
  * users and to subordinate-id ranges, so a worker shares its uid with nobody. */
 #define DEFAULT_UID_BASE 2000000000u
@@ -29,7 +32,7 @@ enum {
     OPT_MAX_SESSIONS, OPT_SESSION_IDLE, OPT_SESSION_LIFETIME, OPT_QUEUE_WAIT,
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
-    OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_HELP, OPT_VERSION,
+    OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_FIDELITY, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -50,6 +53,7 @@ static const struct option long_options[] = {
     {"worker-uid-base", required_argument, NULL, OPT_UID_BASE},
     {"failed-stdout", required_argument, NULL, OPT_FAILED_STDOUT},
     {"runner-frame", required_argument, NULL, OPT_RUNNER_FRAME},
+    {"fidelity", required_argument, NULL, OPT_FIDELITY},
     {"policy", required_argument, NULL, OPT_POLICY},
     {"print-policy", required_argument, NULL, OPT_PRINT_POLICY},
     {"require-isolation", no_argument, NULL, OPT_REQUIRE_ISOLATION},
@@ -103,6 +107,10 @@ static void usage(FILE *f)
 "                            chat-completions server)\n"
 "  --upstream-timeout-ms MS  the longest one call to an openai model's server may take\n"
 "                            (default %u)\n"
+"  --fidelity PROFILE        tracebacks as the real service wrote them: 'current' (default),\n"
+"                            '2025' (the entry_point runner frame) or 'plain' (a plain\n"
+"                            Python traceback); a request's X-Pyexecd-Fidelity header\n"
+"                            chooses its own\n"
 "  --runner-frame FILE:LINE  first traceback frame, as the real service's runner shows it\n"
 "                            (default " DEFAULT_RUNNER_FRAME "); 'none' omits it\n"
 "  --help                    this text\n"
@@ -110,6 +118,25 @@ static void usage(FILE *f)
             LIMIT_POOL, LIMIT_QUEUE, LIMIT_QUEUE_WAIT_MS, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
             LIMIT_SESSION_LIFETIME_MS, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
             LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE, LIMIT_UPSTREAM_TIMEOUT_MS);
+}
+
+int config_venv_bin(const struct config *c, char *buf, size_t len)
+{
+    /* Strip three components: site-packages, pythonX.Y, lib. */
+    size_t n = strlen(c->site_packages);
+    while (n > 1 && c->site_packages[n - 1] == '/')
+        n--;
+    for (int k = 0; k < 3; k++) {
+        while (n > 0 && c->site_packages[n - 1] != '/')
+            n--;
+        while (n > 1 && c->site_packages[n - 1] == '/')
+            n--;
+    }
+    if (n <= 1 || n + sizeof("/bin") > len)
+        return -1;
+    memcpy(buf, c->site_packages, n);
+    memcpy(buf + n, "/bin", sizeof("/bin"));
+    return 0;
 }
 
 /* Parses an unsigned decimal in [min, max]. */
@@ -181,6 +208,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
 
     static char runner_file[PATH_MAX];
     const char *runner = DEFAULT_RUNNER_FRAME;
+    int fidelity = -1, runner_given = 0;
     unsigned long long v;
     int opt;
 
@@ -250,6 +278,11 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
             break;
         case OPT_RUNNER_FRAME:
             runner = a;
+            runner_given = 1;
+            break;
+        case OPT_FIDELITY:
+            if ((fidelity = fidelity_from_name(a)) < 0)
+                goto bad;
             break;
         case OPT_MODEL:
             if (c->nmodels == LIMIT_MODELS) {
@@ -298,6 +331,17 @@ bad:
         return -1;
     }
 
+    if (fidelity >= 0 && runner_given) {
+        snprintf(err, errlen, "--fidelity and --runner-frame both choose the runner frame: "
+                 "give one");
+        return -1;
+    }
+    if (fidelity == FIDELITY_2025)
+        runner = RUNNER_FRAME_2025;
+    if (fidelity == FIDELITY_PLAIN) {
+        runner = "none";
+        c->plain_tracebacks = 1;
+    }
     if (strcmp(runner, "none") != 0) {
         const char *colon = strrchr(runner, ':');
         if (!colon || colon == runner || (size_t)(colon - runner) >= sizeof(runner_file) ||

@@ -41,11 +41,17 @@ struct config {
     unsigned upstream_timeout_ms;   /* one call to an openai model's server */
     const char *runner_file;        /* NULL: no runner frame in tracebacks */
     unsigned runner_line;
+    int plain_tracebacks;           /* --fidelity plain: no str(exc) line either */
 
     /* Internal: set by the server when it starts the zygote. */
     int zygote;
     pid_t server_pid;
 };
+
+/* The bin directory of the venv that holds c->site_packages (DIR/lib/pythonX.Y/site-packages
+ * gives DIR/bin): its python3 and pip are what the code's child processes run. Writes
+ * it to buf and returns 0, or -1 when site_packages is not shaped so. */
+int config_venv_bin(const struct config *c, char *buf, size_t len);
 
 /* Fills c with defaults, then applies argv. Returns 0 to run, 1 when --help or --version
  * was printed (exit 0), -1 on a bad flag with a message in err (exit 2). */

@@ -9,6 +9,7 @@ void interpreter_info_put(struct ipc_buf *b, const struct interpreter_info *info
     for (unsigned i = 0; i < info->nlibraries; i++) {
         ipc_put_bytes(b, info->libraries[i].name, strlen(info->libraries[i].name));
         ipc_put_bytes(b, info->libraries[i].version, strlen(info->libraries[i].version));
+        ipc_put_u32(b, info->libraries[i].lists);
     }
     ipc_put_u32(b, info->nfailures);
     for (unsigned i = 0; i < info->nfailures; i++)
@@ -40,6 +41,7 @@ int interpreter_info_get(struct ipc_cursor *c, struct interpreter_info *info)
             lib = &info->libraries[info->nlibraries++];
         get_string(c, lib->name, sizeof(lib->name));
         get_string(c, lib->version, sizeof(lib->version));
+        lib->lists = ipc_get_u32(c);
     }
     n = ipc_get_u32(c);
     for (uint32_t i = 0; i < n && !c->failed; i++) {

@@ -7,14 +7,19 @@
 
 #include "ipc.h"
 
-/* Libraries reported (the sandbox's list has 17) and import failures kept (each a line
- * of text); past these, the rest are left out of the report. */
-#define INTERPRETER_INFO_LIBRARIES 32
+/* Libraries reported (the documented lists name 39) and import failures kept (each a
+ * line of text); past these, the rest are left out of the report. */
+#define INTERPRETER_INFO_LIBRARIES 64
 #define INTERPRETER_INFO_FAILURES  8
+
+/* The real service's documented library lists (docs/gemini-wire.md), as bits. */
+#define LIBRARY_LIST_VERTEX 0x1u   /* Vertex AI's (the user's fifteen) */
+#define LIBRARY_LIST_GEMINI 0x2u   /* the Gemini API's */
 
 struct library_version {
     char name[64];            /* distribution name, "scikit-learn" */
     char version[32];         /* "" when it is not installed */
+    unsigned lists;           /* LIBRARY_LIST_* naming it */
 };
 
 struct interpreter_info {

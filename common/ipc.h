@@ -30,7 +30,8 @@ enum ipc_type {
     IPC_W_BLOCK_DONE = 22,    /* layout in sandbox/block_report.h */
     IPC_W_JOB_DONE = 23,      /* no payload: every block ran */
     /* server -> worker */
-    IPC_W_JOB = 30,           /* u32 nfiles, {bytes name, bytes data}*, u32 nblocks, {bytes code}* */
+    IPC_W_JOB = 30,           /* u32 traceback profile (enum fidelity), u32 nfiles,
+                               * {bytes name, bytes data}*, u32 nblocks, {bytes code}* */
 };
 
 /* IPC_Z_EXITED flags */

@@ -11,6 +11,8 @@ struct policy_summary {
     unsigned deadline_ms;      /* wall time per code block (flags applied) */
     size_t output_bytes;       /* stdout and stderr kept per block and stream */
     size_t input_file_bytes;   /* decoded input files per request */
+    int runs_programs;         /* it lets the code run programs (exec lines): the whole
+                                * process tree must end with its worker */
     int memfd;                 /* the checked text, sealed; the server's to close */
 };
 

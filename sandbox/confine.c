@@ -156,6 +156,13 @@ static int set_up_mounts(const struct confine_config *c, char *err, size_t errle
     if (c->in_new_pid_ns &&
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return fail(err, errlen, "mounting /proc");
+    /* Where the code may run programs: no memfd can be executed (an anonymous file is on
+     * no path, so Landlock's execute wall cannot see it). The setting belongs to our PID
+     * namespace, and 2 also refuses MFD_EXEC. */
+    if (c->nexec && (!c->in_new_pid_ns ||
+                     kernel_file_write("/proc/sys/vm/memfd_noexec", "2") < 0))
+        return fail(err, errlen, "making memfds non-executable (a policy that runs programs "
+                    "needs a PID namespace and vm.memfd_noexec)");
     /* Emptied: /run holds the host's service sockets (a socket file the code can write
      * to is a way out that neither the network namespace nor Landlock closes), and the
      * cgroup tree shows other workers' memory. */
@@ -316,7 +323,8 @@ int confine_apply(const struct confine_config *c, unsigned *applied, char *err, 
      *    sockets kept inside. */
     static const char *const private_dirs[] = {WORKDIR, "/tmp", "/var/tmp", "/dev/shm", NULL};
     const char *fallback[] = {c->fallback_dir, NULL};
-    LAYER(ISO_LANDLOCK, landlock_apply((layers & ISO_MOUNT_NS) ? private_dirs : fallback),
+    LAYER(ISO_LANDLOCK, landlock_apply((layers & ISO_MOUNT_NS) ? private_dirs : fallback,
+                                       c->exec, c->nexec),
           "Landlock");
 
     /* 10. Last: the system-call allow-list. Everything above needed calls it forbids. */

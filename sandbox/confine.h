@@ -19,6 +19,8 @@ struct confine_config {
     const char *fallback_dir;        /* work dir when there is no mount namespace */
     const char *const *hide;         /* the server's files and dirs to cover; NULL-terminated */
     const struct policy_limits *limits;       /* borrowed */
+    const char (*exec)[256];         /* the programs the code may run (borrowed) */
+    size_t nexec;
     const struct seccomp_program *seccomp;    /* borrowed */
 };
 

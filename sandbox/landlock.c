@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -29,8 +30,7 @@ struct ll_ruleset_attr {
     uint64_t scoped;
 };
 
-#define FS_READ (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | \
-                 LANDLOCK_ACCESS_FS_READ_DIR)
+#define FS_READ (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
 
 int landlock_abi(void)
 {
@@ -51,7 +51,20 @@ static int allow_beneath(int ruleset, const char *path, uint64_t access)
     return rc < 0 ? -1 : 0;
 }
 
-int landlock_apply(const char *const *writable)
+/* Lets the code execute path: a program, or every file beneath a directory (git's
+ * helpers). A rule on a file may carry only the rights of files. */
+static int allow_exec(int ruleset, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -1;   /* a program this system lacks */
+    uint64_t access = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE;
+    if (S_ISDIR(st.st_mode))
+        access |= LANDLOCK_ACCESS_FS_READ_DIR;
+    return allow_beneath(ruleset, path, access);
+}
+
+int landlock_apply(const char *const *writable, const char (*exec)[256], size_t nexec)
 {
     int abi = landlock_abi();
     if (abi < 1) {
@@ -82,11 +95,14 @@ int landlock_apply(const char *const *writable)
         return -1;
 
     /* Reading is governed by the mounts and the worker's identity; Landlock adds the
-     * write wall. Devices: reading and writing the few /dev nodes (null, zero, ...). */
+     * write wall and the execute wall: nothing runs but the policy's programs (mapping
+     * libraries executable is not execution: the interpreter still loads its modules).
+     * Devices: reading and writing the few /dev nodes (null, zero, ...). */
     uint64_t dev = FS_READ | LANDLOCK_ACCESS_FS_WRITE_FILE |
                    (abi >= 3 ? LANDLOCK_ACCESS_FS_TRUNCATE : 0) |
                    (abi >= 5 ? LANDLOCK_ACCESS_FS_IOCTL_DEV : 0);
-    uint64_t write_all = fs_all & ~(LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_BLOCK);
+    uint64_t write_all = fs_all & ~(LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_BLOCK |
+                                    LANDLOCK_ACCESS_FS_EXECUTE);
     int rc = allow_beneath(ruleset, "/", FS_READ);
     if (rc == 0)
         rc = allow_beneath(ruleset, "/dev", dev);
@@ -94,6 +110,8 @@ int landlock_apply(const char *const *writable)
         rc = allow_beneath(ruleset, "/proc", dev);
     for (const char *const *w = writable; rc == 0 && *w; w++)
         rc = allow_beneath(ruleset, *w, write_all);
+    for (size_t i = 0; rc == 0 && i < nexec; i++)
+        rc = allow_exec(ruleset, exec[i]);
     if (rc == 0)
         rc = (int)syscall(SYS_landlock_restrict_self, ruleset, 0);
     int e = errno;

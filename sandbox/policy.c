@@ -15,6 +15,7 @@
 
 #include "../common/limits.h"
 #include "policy_default.h"   /* generated from policies/default.policy */
+#include "policy_parity.h"    /* generated from policies/parity.policy */
 
 const char policy_default_name[] = "policies/default.policy";
 
@@ -22,6 +23,26 @@ const char *policy_default_text(size_t *len)
 {
     *len = sizeof(policy_default_source) - 1;
     return policy_default_source;
+}
+
+const char *policy_builtin(const char *name, const char **file, size_t *len)
+{
+    static const struct {
+        const char *name, *file, *text;
+        size_t len;
+    } builtins[] = {
+        {"default", "policies/default.policy", policy_default_source,
+         sizeof(policy_default_source) - 1},
+        {"parity", "policies/parity.policy", policy_parity_source,
+         sizeof(policy_parity_source) - 1},
+    };
+    for (size_t i = 0; name && i < sizeof(builtins) / sizeof(builtins[0]); i++)
+        if (strcmp(builtins[i].name, name) == 0) {
+            *file = builtins[i].file;
+            *len = builtins[i].len;
+            return builtins[i].text;
+        }
+    return NULL;
 }
 
 /* Symbolic constants a condition may use; anything else is written as a number. */
@@ -98,6 +119,9 @@ void policy_release(struct policy *p)
     free(p->rules);
     p->rules = NULL;
     p->nrules = 0;
+    free(p->exec);
+    p->exec = NULL;
+    p->nexec = 0;
 }
 
 struct parser {
@@ -260,11 +284,37 @@ static int parse_limit(struct parser *ps, char **toks, int ntoks)
     return 0;
 }
 
+/* exec PATH...: programs (or directories of programs) the code may run. */
+static int parse_exec(struct parser *ps, char **toks, int ntoks)
+{
+    struct policy *p = ps->p;
+    if (ntoks < 2)
+        return perr(ps, "an exec line reads: exec PATH...");
+    for (int i = 1; i < ntoks; i++) {
+        if (toks[i][0] != '/' || strlen(toks[i]) >= sizeof(p->exec[0]) ||
+            strstr(toks[i], "/../") || strstr(toks[i], "/./"))
+            return perr(ps, "exec %s: an absolute path without . or .. is required", toks[i]);
+        for (size_t k = 0; k < p->nexec; k++)
+            if (strcmp(p->exec[k], toks[i]) == 0)
+                return perr(ps, "exec %s is listed twice", toks[i]);
+        if (p->nexec == POLICY_MAX_EXEC)
+            return perr(ps, "at most %d exec paths", POLICY_MAX_EXEC);
+        char (*grown)[256] = realloc(p->exec, (p->nexec + 1) * sizeof(*grown));
+        if (!grown)
+            return perr(ps, "out of memory");
+        p->exec = grown;
+        snprintf(p->exec[p->nexec++], sizeof(p->exec[0]), "%s", toks[i]);
+    }
+    return 0;
+}
+
 /* One line, already split into tokens. */
 static int parse_line(struct parser *ps, char **toks, int ntoks)
 {
     if (strcmp(toks[0], "limit") == 0)
         return parse_limit(ps, toks, ntoks);
+    if (strcmp(toks[0], "exec") == 0)
+        return parse_exec(ps, toks, ntoks);
 
     if (strcmp(toks[0], "default") == 0) {
         if (ps->default_line)
@@ -302,7 +352,8 @@ static int parse_line(struct parser *ps, char **toks, int ntoks)
             return -1;
         i = 2;
     } else {
-        return perr(ps, "unknown directive %s (allow, kill, errno, default, limit)", toks[0]);
+        return perr(ps, "unknown directive %s (allow, kill, errno, default, limit, exec)",
+                    toks[0]);
     }
     if (i >= ntoks)
         return perr(ps, "%s names no system call", toks[0]);

@@ -54,6 +54,9 @@ struct policy_limits {
     unsigned long long input_file_bytes;   /* decoded input files per request */
 };
 
+/* Programs a policy lets the code run (`exec PATH...`), at most this many. */
+#define POLICY_MAX_EXEC 64
+
 struct policy {
     char name[256];                 /* the file it came from */
     enum policy_action default_action;
@@ -61,6 +64,10 @@ struct policy {
     struct policy_rule *rules;      /* owned */
     size_t nrules;
     struct policy_limits limits;
+    char (*exec)[256];              /* absolute paths the code may execute: files, or
+                                     * directories whose files it may (owned); none: the
+                                     * code runs no program */
+    size_t nexec;
 };
 
 /* Fills *p with every limit at its default and no rules. */
@@ -92,5 +99,10 @@ void policy_release(struct policy *p);
  * the name messages give it. */
 const char *policy_default_text(size_t *len);
 extern const char policy_default_name[];
+
+/* A policy compiled into the binary, by the name --policy takes instead of a file
+ * ("default", "parity"): its text (and length), and in *file the file it came from (for
+ * messages); NULL when name is no built-in. */
+const char *policy_builtin(const char *name, const char **file, size_t *len);
 
 #endif

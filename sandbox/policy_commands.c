@@ -22,9 +22,14 @@ void policy_apply_flags(struct policy *p, const struct config *c)
         p->limits.address_space_mib = c->worker_memory >> 20;
 }
 
+/* The name messages give the policy: its file, or the file a built-in came from. */
 static const char *policy_name(const struct config *c)
 {
-    return c->policy_path ? c->policy_path : policy_default_name;
+    const char *file;
+    size_t len;
+    if (!c->policy_path)
+        return policy_default_name;
+    return policy_builtin(c->policy_path, &file, &len) ? file : c->policy_path;
 }
 
 /* The policy's text: --policy FILE read once (*owned is then the caller's to free), or
@@ -33,8 +38,12 @@ static const char *read_source(const struct config *c, size_t *len, char **owned
                                size_t errlen)
 {
     *owned = NULL;
+    const char *file;
     if (!c->policy_path)
         return policy_default_text(len);
+    const char *builtin = policy_builtin(c->policy_path, &file, len);
+    if (builtin)
+        return builtin;   /* a name, not a path: --policy parity */
     int fd = open(c->policy_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", c->policy_path, strerror(errno));
@@ -81,6 +90,7 @@ int policy_prepare(const struct config *c, struct policy_summary *out, char *err
         out->deadline_ms = (unsigned)p.limits.deadline_ms;
         out->output_bytes = (size_t)p.limits.output_bytes;
         out->input_file_bytes = (size_t)p.limits.input_file_bytes;
+        out->runs_programs = p.nexec > 0;
         out->memfd = seal_text(text, len, err, errlen);
         rc = out->memfd < 0 ? -1 : 0;
     }

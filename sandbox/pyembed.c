@@ -121,8 +121,21 @@ static PyObject *py_block_done(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _pyexecd.end_children(): ends every process the block started (see worker.h). The GIL
+ * stays held: between a block's end and its report no thread of the code may run (one
+ * could hold the GIL for ever and the report would never be sent); the wait is for
+ * SIGKILLed processes, and ends at once when there are none. */
+static PyObject *py_end_children(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    worker_end_children();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef pyexecd_methods[] = {
     {"block_done", py_block_done, METH_VARARGS, "Report one finished code block."},
+    {"end_children", py_end_children, METH_NOARGS, "End the processes the code started."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -191,7 +204,8 @@ static void copy_str(PyObject *o, char *dst, size_t n)
     PyErr_Clear();
 }
 
-/* The runner's describe() result, (python, [(name, version)], [failure]), into info. */
+/* The runner's describe() result, (python, [(name, version, lists)], [failure]), into
+ * info. */
 static int fill_info(PyObject *res)
 {
     PyObject *libs, *fails;
@@ -200,12 +214,14 @@ static int fill_info(PyObject *res)
         return -1;
     copy_str(python, info.python, sizeof(info.python));
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(libs) && info.nlibraries < INTERPRETER_INFO_LIBRARIES; i++) {
-        PyObject *pair = PyList_GET_ITEM(libs, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)
+        PyObject *entry = PyList_GET_ITEM(libs, i);
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3)
             return -1;
         struct library_version *lib = &info.libraries[info.nlibraries++];
-        copy_str(PyTuple_GET_ITEM(pair, 0), lib->name, sizeof(lib->name));
-        copy_str(PyTuple_GET_ITEM(pair, 1), lib->version, sizeof(lib->version));
+        copy_str(PyTuple_GET_ITEM(entry, 0), lib->name, sizeof(lib->name));
+        copy_str(PyTuple_GET_ITEM(entry, 1), lib->version, sizeof(lib->version));
+        lib->lists = (unsigned)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(entry, 2));
+        PyErr_Clear();
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fails) && info.nfailures < INTERPRETER_INFO_FAILURES; i++)
         copy_str(PyList_GET_ITEM(fails, i), info.import_failures[info.nfailures++],
@@ -272,10 +288,12 @@ int pyembed_init(const struct pyembed_options *opt, char *err, size_t errlen)
         return -1;
     }
 
-    PyObject *args = Py_BuildValue("(zInnIn)", opt->runner_file, opt->runner_line,
+    PyObject *args = Py_BuildValue("(zIinnInz)", opt->runner_file, opt->runner_line,
+                                   opt->plain_tracebacks,
                                    (Py_ssize_t)opt->output_cap, (Py_ssize_t)opt->image_cap,
                                    opt->images_per_block,
-                                   (Py_ssize_t)opt->image_bytes_per_request);
+                                   (Py_ssize_t)opt->image_bytes_per_request,
+                                   opt->executable);
     PyObject *res = args ? call_runner("setup", args) : NULL;
     Py_XDECREF(args);
     if (!res) {
@@ -336,7 +354,7 @@ void pyembed_after_fork_child(void)
 }
 
 int pyembed_run_job(int sock, int out_copy, int err_copy, const char *const *codes,
-                    const size_t *lens, size_t n)
+                    const size_t *lens, size_t n, unsigned profile)
 {
     job_sock = sock;
     out_copy_fd = out_copy;
@@ -355,7 +373,7 @@ int pyembed_run_job(int sock, int out_copy, int err_copy, const char *const *cod
         }
         PyList_SET_ITEM(list, (Py_ssize_t)i, s);
     }
-    PyObject *args = Py_BuildValue("(N)", list);
+    PyObject *args = Py_BuildValue("(NI)", list, profile);
     PyObject *res = args ? call_runner("run_job", args) : NULL;
     Py_XDECREF(args);
     if (!res)

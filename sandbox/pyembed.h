@@ -11,6 +11,8 @@ struct pyembed_options {
     const char *site_packages;   /* the sandbox's libraries (.venv site-packages) */
     const char *runner_file;     /* file name of the runner frame in tracebacks; NULL: none */
     unsigned runner_line;        /* its line number (>= 3) */
+    int plain_tracebacks;        /* no str(exc) line before the traceback either */
+    const char *executable;      /* sys.executable: the venv's python3 (NULL: leave it) */
     size_t output_cap;           /* bytes kept per block and stream */
     size_t image_cap;            /* bytes per returned image */
     unsigned images_per_block;
@@ -36,6 +38,7 @@ void pyembed_after_fork_child(void);
  * descriptors of the same files as fds 1 and 2, which the code may close or redirect).
  * Returns 0, or -1 if the runner itself failed (reported on stderr). */
 int pyembed_run_job(int sock, int out_copy, int err_copy, const char *const *codes,
-                    const size_t *lens, size_t n);   /* codes and lens are borrowed */
+                    const size_t *lens, size_t n,   /* codes and lens are borrowed */
+                    unsigned profile);              /* enum fidelity */
 
 #endif

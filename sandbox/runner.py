@@ -32,8 +32,7 @@ import _pyexecd
 _OUTPUT_CAP = 1 << 20
 _IMAGE_CAP = 8 << 20
 _IMAGES_PER_BLOCK = 16
-_WITH_RUNNER_FRAME = True
-_run_python = None
+_profiles = {}           # number -> (exec wrapper, keeps the runner frame, str(exc) header)
 
 # Set while a block runs: the images it produced so far (list of (mime, bytes)) and
 # whether some were dropped for being over the limits.
@@ -63,20 +62,36 @@ def _make_run_python(filename, lineno):
     return ns["_run_python"]
 
 
-def setup(runner_file, runner_line, output_cap, image_cap, images_per_block,
-          image_bytes_per_request):
-    """Called once in the zygote. runner_file None: no runner frame in tracebacks (the
-    oldest recorded format)."""
+# The traceback profiles (common/fidelity.h), by number: (runner frame's file and line or
+# None, whether str(exc) heads the output). 0, the server's default, is set by setup().
+_PROFILES = {
+    1: (("/usr/bin/entry/named_interpreters/python/interpreter", 98), True),
+    2: (("/usr/bin/entry/entry_point", 117), True),
+    3: (None, False),
+}
+
+
+def _make_profile(frame, header):
+    """(the exec wrapper, whether the traceback keeps its first frame, header)."""
+    file, line = frame if frame else ("<pyexecd runner>", 3)
+    return _make_run_python(file, line), frame is not None, header
+
+
+def setup(runner_file, runner_line, plain, output_cap, image_cap, images_per_block,
+          image_bytes_per_request, executable):
+    """Called once in the zygote. runner_file None: no runner frame in tracebacks; plain:
+    no str(exc) line before the traceback either. That is profile 0; the fixed profiles
+    are made too, so that a request may ask for one."""
     global _OUTPUT_CAP, _IMAGE_CAP, _IMAGES_PER_BLOCK, _IMAGE_BYTES_PER_REQUEST
-    global _WITH_RUNNER_FRAME, _run_python
+    global _profiles
     _OUTPUT_CAP = output_cap
     _IMAGE_CAP = image_cap
     _IMAGES_PER_BLOCK = images_per_block
     _IMAGE_BYTES_PER_REQUEST = image_bytes_per_request
-    _WITH_RUNNER_FRAME = runner_file is not None
-    if runner_file is None:
-        runner_file, runner_line = "<pyexecd runner>", 3
-    _run_python = _make_run_python(runner_file, runner_line)
+    frame = (runner_file, runner_line) if runner_file is not None else None
+    _profiles = {0: _make_profile(frame, not plain)}
+    for number, (f, header) in _PROFILES.items():
+        _profiles[number] = _make_profile(f, header)
     # exit(), quit(), help(), copyright, credits and license come from site, which the
     # embedded interpreter does not run; code written for an ordinary python3 uses them.
     import site
@@ -84,6 +99,10 @@ def setup(runner_file, runner_line, output_cap, image_cap, images_per_block,
     site.setcopyright()
     site.sethelper()
     sys.argv = [""]
+    # What subprocess.run([sys.executable, ...]) runs, where the policy lets the code run
+    # programs: the venv's python3, which has the same libraries.
+    if executable:
+        sys.executable = executable
     # The capturing streams, made once here: every worker finds them already on fds 1 and
     # 2, where it puts its capture files.
     _install_streams()
@@ -471,10 +490,11 @@ def _limit_of(exc):
     return 0
 
 
-def _format_failure(exc):
-    """The real service's FAILED text: str(exc), a newline, then the traceback."""
+def _format_failure(exc, with_frame, header):
+    """The real service's FAILED text: str(exc), a newline, then the traceback (with the
+    runner's frame first); without header, the traceback alone."""
     tb = exc.__traceback__
-    if not _WITH_RUNNER_FRAME and tb is not None:
+    if not with_frame and tb is not None:
         tb = tb.tb_next
     try:
         te = traceback.TracebackException(type(exc), exc, tb, compact=True)
@@ -484,12 +504,13 @@ def _format_failure(exc):
         text = "".join(traceback.format_exception_only(type(exc), exc))
     # At most one output cap of bytes each (the server sizes the frames it accepts on
     # that): str(exc) cut at its end, the traceback in its middle.
-    head = _utf8_cut(_safe_str(exc), 0, _OUTPUT_CAP)
     if len(text.encode("utf-8", "surrogatepass")) > _OUTPUT_CAP:
         half = _OUTPUT_CAP // 2 - 32
         text = (_utf8_cut(text, 0, half) + "\n[traceback truncated]\n"
                 + _utf8_cut(text, -half, None))
-    return head + "\n" + text
+    if not header:
+        return text
+    return _utf8_cut(_safe_str(exc), 0, _OUTPUT_CAP) + "\n" + text
 
 
 def _utf8_cut(s, start, stop):
@@ -590,23 +611,37 @@ def warm(module_names):
     return failed
 
 
-# Distribution names reported by /healthz.
-_DISTRIBUTIONS = ("altair", "chess", "opencv-python-headless", "matplotlib", "mpmath",
-                  "numpy", "pandas", "pdfminer.six", "reportlab", "seaborn", "scikit-learn",
-                  "statsmodels", "striprtf", "sympy", "tabulate", "scipy", "pillow")
+# The libraries the real service documents (docs/gemini-wire.md), by distribution name
+# (alternatives where the name changed): Vertex AI's list (the user's fifteen) and the
+# Gemini API's, which adds the rest. What /healthz and GET /v1/environment report.
+_LIST_VERTEX, _LIST_GEMINI = 1, 2
+_VERTEX = ("altair", "chess", "opencv-python-headless", "matplotlib", "mpmath", "numpy",
+           "pandas", "pdfminer.six", "reportlab", "seaborn", "scikit-learn", "statsmodels",
+           "striprtf", "sympy", "tabulate")
+_GEMINI_MORE = ("attrs", "contourpy", ("fpdf2", "fpdf"), "geopandas", "imageio", "jinja2",
+                "joblib", "jsonschema", "lxml", "openpyxl", "packaging", "pillow", "protobuf",
+                "pylatex", "pyparsing", "pypdf2", "python-dateutil", "python-docx",
+                "python-pptx", "scipy", "six", "tensorflow", "toolz", "xlrd")
 
 
 def describe(import_failures):
-    """(Python version, [(distribution, version or "")], import failures): what the
-    zygote reports to the server, which /healthz shows."""
+    """(Python version, [(distribution, version or "", lists)], import failures): what the
+    zygote reports to the server. lists: the documented lists (bits) naming it."""
     from importlib import metadata
-    versions = []
-    for dist in _DISTRIBUTIONS:
-        try:
-            versions.append((dist, metadata.version(dist)))
-        except Exception:
-            versions.append((dist, ""))
-    return sys.version.split()[0], versions, list(import_failures)
+    entries = [(d, _LIST_VERTEX | _LIST_GEMINI) for d in _VERTEX]
+    entries += [(d, _LIST_GEMINI) for d in _GEMINI_MORE]
+    libraries = []
+    for dist, lists in entries:
+        names = dist if isinstance(dist, tuple) else (dist,)
+        version = ""
+        for name in names:
+            try:
+                version = metadata.version(name)
+                break
+            except Exception:
+                continue
+        libraries.append((names[0], version, lists))
+    return sys.version.split()[0], libraries, list(import_failures)
 
 
 def after_fork():
@@ -624,15 +659,43 @@ def after_fork():
     # KeyboardInterrupt. (Set here, not in the zygote, which must not turn a Ctrl-C of
     # the server into a Python exception.)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    global _worker_pid
+    _worker_pid = os.getpid()
 
 
-def run_job(codes):
+# The worker's own pid: a process the code forks (os.fork, where the policy allows it)
+# is a copy of the worker, runner included, and must never report to the server.
+_worker_pid = None
+
+
+def _end_if_forked(exc):
+    """In a process the code forked, once the block's code is done: it ends there, as a
+    forked python3 would at the end of its script (the traceback on stderr, status 1 for an
+    exception), instead of running on into the runner's reports."""
+    if os.getpid() == _worker_pid:
+        return
+    status = 0
+    if isinstance(exc, SystemExit):
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    elif exc is not None:
+        try:
+            traceback.print_exception(exc)
+        except BaseException:
+            pass
+        status = 1
+    _flush_streams()
+    os._exit(status)
+
+
+def run_job(codes, profile=0):
     """Runs the code blocks in order in __main__'s namespace (pickle finds classes the code
-    defines there) and reports each through _pyexecd.block_done."""
+    defines there) and reports each through _pyexecd.block_done; FAILED outputs read as
+    traceback profile `profile` (common/fidelity.h) says."""
     global _block_images, _images_dropped, _job_image_bytes
     _job_image_bytes = 0
     scope = sys.modules["__main__"].__dict__
     workdir = os.getcwd()
+    run_python, with_frame, header = _profiles.get(profile, _profiles[0])
     for index, code in enumerate(codes):
         _stdout_raw.begin_block()
         _stderr_raw.begin_block()
@@ -640,13 +703,16 @@ def run_job(codes):
         _images_dropped = False
         before = _snapshot(workdir)
 
-        exc = _run_python(textwrap.dedent(code), scope)
+        exc = run_python(textwrap.dedent(code), scope)
+        _end_if_forked(exc)
+        _pyexecd.end_children()   # nothing the block started outlives it
         status, error, limit = 0, "", 0
         if exc is not None:
             if isinstance(exc, SystemExit) and exc.code in (None, 0):
                 pass  # exit() ends the block normally
             else:
-                status, error, limit = 1, _format_failure(exc), _limit_of(exc)
+                status, error, limit = (1, _format_failure(exc, with_frame, header),
+                                        _limit_of(exc))
         exc = None
         # Figures left open come back after a block that succeeded, except those it saved
         # to a file; after a failure only what was shown and the files it wrote come back

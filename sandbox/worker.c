@@ -9,13 +9,27 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/fidelity.h"
+#include "../common/isolation.h"
 #include "../common/ipc.h"
 #include "../common/limits.h"
 #include "pyembed.h"
 
 static int sock_fd = -1;   /* the socket to the server */
+static int may_end_children;   /* kill(-1) reaches only our own processes (see worker.h) */
+
+void worker_end_children(void)
+{
+    if (!may_end_children)
+        return;
+    kill(-1, SIGKILL);
+    /* Every child, orphans included (as pid 1 they are ours), until none is left. */
+    while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
+        ;
+}
 
 /* Tells the server something; if it is gone, there is nobody to tell. */
 static void send_frame(uint32_t type, const void *payload, size_t len)
@@ -84,6 +98,7 @@ static int run_job(const struct worker_start *ws, const unsigned char *payload, 
     struct ipc_cursor c;
     ipc_cursor_init(&c, payload, len);
 
+    uint32_t profile = ipc_get_u32(&c);
     uint32_t nfiles = ipc_get_u32(&c);
     for (uint32_t i = 0; i < nfiles && !c.failed; i++) {
         size_t name_len, data_len;
@@ -95,7 +110,7 @@ static int run_job(const struct worker_start *ws, const unsigned char *payload, 
         }
     }
     uint32_t nblocks = ipc_get_u32(&c);
-    if (c.failed || nblocks == 0 || nblocks > LIMIT_PARTS)
+    if (c.failed || nblocks == 0 || nblocks > LIMIT_PARTS || profile >= FIDELITY_COUNT)
         return -1;
     const char *codes[LIMIT_PARTS];
     size_t lens[LIMIT_PARTS];
@@ -103,7 +118,7 @@ static int run_job(const struct worker_start *ws, const unsigned char *payload, 
         codes[i] = (const char *)ipc_get_bytes(&c, &lens[i]);
     if (c.failed)
         return -1;
-    return pyembed_run_job(ws->sock, ws->out_fd, ws->err_fd, codes, lens, nblocks);
+    return pyembed_run_job(ws->sock, ws->out_fd, ws->err_fd, codes, lens, nblocks, profile);
 }
 
 _Noreturn void worker_main(const struct worker_start *ws)
@@ -125,6 +140,7 @@ _Noreturn void worker_main(const struct worker_start *ws)
         send_frame(IPC_W_SETUP_FAILED, err, strlen(err));
         _exit(WORKER_EXIT_SETUP);
     }
+    may_end_children = (layers & (ISO_PID_NS | ISO_UID_DROP)) != 0;
     send_frame(IPC_W_READY, &layers, sizeof(layers));
 
     /* One job for a plain request (the server kills us after it), several for a

@@ -25,4 +25,10 @@ struct worker_start {
  * later close() of the stale object hit an unrelated file. Never returns. */
 _Noreturn void worker_main(const struct worker_start *ws);
 
+/* Ends every process the code started (children, and orphans re-parented to us) and reaps
+ * them: called after each code block, so that nothing a block started outlives it or
+ * writes into the next block's output. Only where the worker is sure to signal nobody
+ * else: pid 1 of its own PID namespace, or alone with its own uid; otherwise a no-op. */
+void worker_end_children(void);
+
 #endif

@@ -63,6 +63,8 @@ static struct confine_config confine_for(unsigned slot, char *dirbuf, size_t dir
         .want = layers,
         .hide = opt->hide,
         .limits = &opt->policy->limits,
+        .exec = (const char (*)[256])opt->policy->exec,
+        .nexec = opt->policy->nexec,
         .seccomp = &seccomp,
     };
     if (!(layers & ISO_MOUNT_NS)) {

@@ -43,9 +43,16 @@ int zygote_run(struct config *c, int argc, char **argv)
     self[n > 0 ? n : 0] = '\0';
     const char *hide[4] = {self, NULL, NULL, NULL};
     size_t nhide = 1;
-    if (c->policy_path)
-        hide[nhide++] = c->policy_path;
+    const char *file;
+    size_t len;
+    if (c->policy_path && !policy_builtin(c->policy_path, &file, &len))
+        hide[nhide++] = c->policy_path;   /* a built-in is no file of the server's */
     hide[nhide] = c->state_dir;
+    static char executable[PATH_MAX + 16];
+    if (config_venv_bin(c, executable, sizeof(executable) - 16) == 0)
+        strcat(executable, "/python3");
+    else
+        executable[0] = '\0';
     struct zygote_options z = {
         .ctl_fd = ZYGOTE_CTL_FD,
         .server_pid = c->server_pid,
@@ -58,6 +65,8 @@ int zygote_run(struct config *c, int argc, char **argv)
             .site_packages = c->site_packages,
             .runner_file = c->runner_file,
             .runner_line = c->runner_line,
+            .plain_tracebacks = c->plain_tracebacks,
+            .executable = executable[0] ? executable : NULL,
             .output_cap = policy.limits.output_bytes,
             .image_cap = LIMIT_IMAGE_BYTES,
             .images_per_block = LIMIT_IMAGES_PER_BLOCK,

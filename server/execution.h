@@ -22,6 +22,7 @@ struct exec_request {
     struct input_file *files; /* owned */
     size_t nfiles;
     unsigned deadline_ms;     /* per block; 0: the server's */
+    unsigned fidelity;        /* traceback profile (enum fidelity); 0: the server's */
 };
 
 /* The real service's outcome enum (values as in the API). */

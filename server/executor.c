@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "../common/isolation.h"
 #include "../common/limits.h"
 #include "admission.h"
 #include "clock.h"
@@ -281,7 +282,9 @@ int executor_start(const struct executor_config *c, char *err, size_t errlen)
     sessions_init(&sc);
     struct zygote_link_config zc = {.argv = cfg.zygote_argv, .env = cfg.zygote_env,
                                     .policy_fd = cfg.policy_fd,
-                                    .required_layers = cfg.required_layers, .epfd = epfd};
+                                    .required_layers = cfg.required_layers,
+                                    .policy_layers = cfg.runs_programs ? ISO_PID_NS : 0,
+                                    .epfd = epfd};
     zygote_link_init(&zc);
     publish_snapshot();
     int e = pthread_create(&thread, NULL, executor_main, NULL);

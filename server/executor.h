@@ -36,6 +36,8 @@ struct executor_config {
     unsigned session_lifetime_ms; /* a session ends at this age */
     unsigned max_turns;           /* model turns' interpreters at once */
     unsigned required_layers;     /* isolation layers without which we stop (--require-isolation) */
+    int runs_programs;            /* the policy lets code run programs: a PID namespace is
+                                   * required (it ends a worker's whole process tree) */
 };
 
 /* Starts the executor thread, which launches the zygote. Returns 0 or -1 with err. */

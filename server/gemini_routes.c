@@ -8,6 +8,7 @@
 #include "error_reply.h"
 #include "gemini_wire.h"
 #include "models.h"
+#include "routes.h"
 #include "turns.h"
 
 /* What a path names. */
@@ -198,12 +199,16 @@ static void generate(struct http_exchange *ex, const struct target *t, int strea
     const struct model *m = find_model(ex, t);
     if (!m)
         return;
+    int fidelity = request_fidelity(ex);
+    if (fidelity < 0)
+        return;
     struct gen_request req;
     enum px_result r = gemini_parse_request(body, len, 0, input_limit, &req, msg, sizeof(msg));
     if (r != PX_OK) {
         reply_error(ex, r, msg, NULL);
         return;
     }
+    req.fidelity = (unsigned)fidelity;
     const char *alt = http_exchange_query(ex, "alt");
     enum turn_mode mode = !stream ? TURN_UNARY
                         : alt && strcmp(alt, "sse") == 0 ? TURN_SSE : TURN_JSON_ARRAY;

@@ -42,6 +42,7 @@ struct gen_request {
     size_t ncontents;
     char *system_text;       /* systemInstruction's text parts, joined; NULL: none */
     int code_tool;           /* tools hold codeExecution */
+    unsigned fidelity;       /* traceback profile of its code's failures (enum fidelity) */
 };
 
 /* What a script line (the script backend's model turn) may inject instead of, or into,

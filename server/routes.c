@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/fidelity.h"
 #include "error_reply.h"
 #include "executor.h"
 #include "gemini_routes.h"
@@ -57,6 +58,21 @@ static void execute_done(void *ctx, struct exec_reply *reply)
     http_exchange_reply_later(call->ex, produce_execute_reply, call);
 }
 
+int request_fidelity(struct http_exchange *ex)
+{
+    const char *h = http_exchange_header(ex, FIDELITY_HEADER);
+    if (!h)
+        return FIDELITY_DEFAULT;
+    int f = fidelity_from_name(h);
+    if (f < 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "Invalid %s header '%.40s': current, 2025 or plain.",
+                 FIDELITY_HEADER, h);
+        reply_error(ex, PX_INVALID_ARGUMENT, msg, NULL);
+    }
+    return f;
+}
+
 /* An execute body, in a new interpreter (session NULL) or in a session's. */
 static void run_execute(struct http_exchange *ex, const char *session)
 {
@@ -69,6 +85,11 @@ static void run_execute(struct http_exchange *ex, const char *session)
         return;
     }
     call->ex = ex;
+    int fidelity = request_fidelity(ex);
+    if (fidelity < 0) {
+        free(call);
+        return;
+    }
     enum px_result r = wire_parse_execute(body, len, options.input_file_bytes, &call->w,
                                           &call->req, msg, sizeof(msg));
     if (r != PX_OK) {
@@ -76,6 +97,7 @@ static void run_execute(struct http_exchange *ex, const char *session)
         free(call);
         return;
     }
+    call->req.fidelity = (unsigned)fidelity;
     r = session ? executor_session_execute(0, session, &call->req, execute_done, call)
                 : executor_submit(&call->req, execute_done, call);
     if (r != PX_OK) {
@@ -222,6 +244,22 @@ static void handle_health(struct http_exchange *ex)
                         body, len, NULL);
 }
 
+/* GET /v1/environment: what the sandbox's interpreter holds, against the real service's
+ * documented lists. */
+static void handle_environment(struct http_exchange *ex)
+{
+    struct health_report h;
+    executor_snapshot(&h);
+    if (!h.interpreter.python[0]) {
+        reply_error(ex, PX_UNAVAILABLE, "The execution environment is starting; retry "
+                    "shortly.", NULL);
+        return;
+    }
+    size_t len;
+    char *body = wire_encode_environment(&h.interpreter, options.policy_name, &len);
+    http_exchange_reply(ex, body ? 200 : 500, body, body ? len : 0, NULL);
+}
+
 static const struct route {
     const char *path;
     const char *method;
@@ -230,6 +268,7 @@ static const struct route {
 } routes[] = {
     {"/v1/execute", "POST", "POST", handle_execute},
     {"/v1/sessions", "POST", "POST", handle_session_create},
+    {"/v1/environment", "GET", "GET", handle_environment},
     {"/healthz", "GET", "GET, HEAD", handle_health},
     {"/healthz", "HEAD", "GET, HEAD", handle_health},
 };

@@ -18,6 +18,13 @@ struct routes_options {
 
 void routes_init(const struct routes_options *opt);
 
+/* The request header that chooses a traceback profile (common/fidelity.h). */
+#define FIDELITY_HEADER "X-Pyexecd-Fidelity"
+
+/* The profile the request's FIDELITY_HEADER asks for (FIDELITY_DEFAULT without one), or
+ * -1 when it names none: ex has then been answered 400. */
+int request_fidelity(struct http_exchange *ex);
+
 /* The http_handler_fn for every request. */
 void routes_handle(struct http_exchange *ex);
 

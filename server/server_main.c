@@ -103,19 +103,25 @@ static int open_listener(const struct config *c, char *err, size_t errlen)
 
 /* The zygote's environment: nothing of ours (secrets stay in the server), just what the
  * libraries need to behave: UTF-8, a headless matplotlib with a font cache we own, one
- * thread per numeric library (a zygote must stay single-threaded to fork), and the
- * malloc tuning that makes forks cheap. */
-static char **zygote_environment(const char *state_dir)
+ * thread per numeric library (a zygote must stay single-threaded to fork), the malloc
+ * tuning that makes forks cheap, and a PATH whose python3 and pip are the sandbox's
+ * (what a child process runs, where the policy lets the code run one). */
+static char **zygote_environment(const struct config *c)
 {
-    static char mpl[PATH_MAX + 16];
+    static char mpl[PATH_MAX + 16], path[PATH_MAX + 64];
     static char *env[] = {
-        "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8", "MPLBACKEND=Agg",
+        path, "HOME=/root", "LANG=C.UTF-8", "MPLBACKEND=Agg",
         mpl, "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
         "NUMEXPR_NUM_THREADS=1", "VECLIB_MAXIMUM_THREADS=1",
         /* The malloc heap on transparent huge pages (see sandbox/pyembed.c). */
         "GLIBC_TUNABLES=glibc.malloc.hugetlb=1", NULL,
     };
-    snprintf(mpl, sizeof(mpl), "MPLCONFIGDIR=%s/matplotlib", state_dir);
+    char venv_bin[PATH_MAX];
+    snprintf(mpl, sizeof(mpl), "MPLCONFIGDIR=%s/matplotlib", c->state_dir);
+    if (config_venv_bin(c, venv_bin, sizeof(venv_bin)) == 0)
+        snprintf(path, sizeof(path), "PATH=%s:/usr/local/bin:/usr/bin:/bin", venv_bin);
+    else
+        snprintf(path, sizeof(path), "PATH=/usr/local/bin:/usr/bin:/bin");
     return env;
 }
 
@@ -185,10 +191,11 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         .deadline_ms = (unsigned)policy->deadline_ms,
         .output_bytes = policy->output_bytes,
         .failed_stdout = c->failed_stdout, .zygote_argv = zargv,
-        .zygote_env = zygote_environment(c->state_dir), .policy_fd = policy->memfd,
+        .zygote_env = zygote_environment(c), .policy_fd = policy->memfd,
         .required_layers = c->require_isolation ? ISO_ALL : 0,
         .max_sessions = c->max_sessions, .session_idle_ms = c->session_idle_ms,
         .session_lifetime_ms = c->session_lifetime_ms, .max_turns = LIMIT_TURN_THREADS,
+        .runs_programs = policy->runs_programs,
     };
     if (executor_start(&ec, err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);

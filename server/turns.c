@@ -313,7 +313,8 @@ enum px_result turn_code(struct turn *t, const char *code, size_t len,
     char *codes[1] = {(char *)code};
     size_t lens[1] = {len};
     struct exec_request req = {.codes = codes, .code_lens = lens, .ncodes = 1,
-                               .deadline_ms = t->block_deadline_ms};
+                               .deadline_ms = t->block_deadline_ms,
+                               .fidelity = t->req.fidelity};
     if (!t->files_sent && attach_files(t, &req) < 0) {
         turn_fail(t, PX_NOMEM, "Out of memory while starting the execution.");
         return PX_NOMEM;

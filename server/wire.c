@@ -793,3 +793,59 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
         *len = strlen(text);
     return text;
 }
+
+char *wire_encode_environment(const struct interpreter_info *in, const char *policy,
+                              size_t *len)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } lists[] = {{LIBRARY_LIST_VERTEX, "vertex"}, {LIBRARY_LIST_GEMINI, "geminiApi"}};
+    cJSON *root = cJSON_CreateObject();
+    cJSON *libs = root ? cJSON_AddArrayToObject(root, "libraries") : NULL;
+    cJSON *docs = root ? cJSON_AddObjectToObject(root, "documentedLists") : NULL;
+    int ok = libs && docs && cJSON_AddStringToObject(root, "python", in->python) &&
+             cJSON_AddStringToObject(root, "policy", policy);
+    for (unsigned i = 0; ok && i < in->nlibraries; i++) {
+        const struct library_version *l = &in->libraries[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON *v = l->version[0] ? cJSON_CreateString(l->version) : cJSON_CreateNull();
+        ok = o && v && cJSON_AddItemToArray(libs, o) && cJSON_AddStringToObject(o, "name", l->name);
+        if (!ok || !cJSON_AddItemToObject(o, "version", v)) {
+            cJSON_Delete(v);
+            ok = 0;
+            break;
+        }
+        cJSON *in_lists = cJSON_AddArrayToObject(o, "documentedIn");
+        ok = !!in_lists;
+        for (size_t k = 0; ok && k < sizeof(lists) / sizeof(lists[0]); k++) {
+            cJSON *n = (l->lists & lists[k].bit) ? cJSON_CreateString(lists[k].name) : NULL;
+            ok = !(l->lists & lists[k].bit) || (n && cJSON_AddItemToArray(in_lists, n));
+        }
+    }
+    for (size_t k = 0; ok && k < sizeof(lists) / sizeof(lists[0]); k++) {
+        cJSON *o = cJSON_AddObjectToObject(docs, lists[k].name);
+        cJSON *missing = o ? cJSON_AddArrayToObject(o, "missing") : NULL;
+        unsigned named = 0, present = 0;
+        ok = !!missing;
+        for (unsigned i = 0; ok && i < in->nlibraries; i++) {
+            const struct library_version *l = &in->libraries[i];
+            if (!(l->lists & lists[k].bit))
+                continue;
+            named++;
+            if (l->version[0]) {
+                present++;
+                continue;
+            }
+            cJSON *n = cJSON_CreateString(l->name);
+            ok = n && cJSON_AddItemToArray(missing, n);
+        }
+        ok = ok && cJSON_AddNumberToObject(o, "libraries", named) &&
+             cJSON_AddNumberToObject(o, "present", present);
+    }
+    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (text && len)
+        *len = strlen(text);
+    return text;
+}

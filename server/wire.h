@@ -53,4 +53,10 @@ char *wire_encode_empty(size_t *len);
 /* The /healthz document. Caller frees; NULL when out of memory. */
 char *wire_encode_health(const struct health_report *h, size_t *len);
 
+/* GET /v1/environment: the Python version, every library with its version (null when
+ * missing) and the documented lists naming it, and per list what is present and what is
+ * missing; policy is the name of the policy that runs. Caller frees; NULL: no memory. */
+char *wire_encode_environment(const struct interpreter_info *in, const char *policy,
+                              size_t *len);
+
 #endif

@@ -479,6 +479,7 @@ int worker_start_job(struct worker *w, struct job *job, unsigned first_file)
     struct ipc_buf b;
     ipc_buf_init(&b);
     size_t start = ipc_frame_begin(&b, IPC_W_JOB);
+    ipc_put_u32(&b, req->fidelity);
     ipc_put_u32(&b, (uint32_t)req->nfiles);
     for (size_t i = 0; i < req->nfiles; i++) {
         char name[64];

@@ -107,12 +107,14 @@ static void on_hello(struct ipc_cursor *c)
     state = ZYGOTE_READY;
     ready_at = monotonic_ms();
     start_failures = 0;
-    unsigned missing = cfg.required_layers & ~granted;
+    unsigned missing = (cfg.required_layers | cfg.policy_layers) & ~granted;
     if (missing) {
         for (unsigned bit = 1; bit & ISO_ALL; bit <<= 1)
             if (missing & bit)
-                fprintf(stderr, "pyexecd: isolation layer %s is not available and "
-                        "--require-isolation is set\n", isolation_layer_name(bit));
+                fprintf(stderr, "pyexecd: isolation layer %s is not available and %s\n",
+                        isolation_layer_name(bit), (cfg.required_layers & bit)
+                            ? "--require-isolation is set"
+                            : "the policy runs programs, which needs it");
         stop_server();
     }
     fprintf(stderr, "pyexecd: zygote %d ready after %lld ms\n", (int)z.pid,

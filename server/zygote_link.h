@@ -21,7 +21,9 @@ struct zygote_link_config {
     char *const *argv;            /* the zygote's command line (borrowed for good) */
     char *const *env;             /* its whole environment (idem) */
     int policy_fd;                /* the checked policy text, for each start (borrowed) */
-    unsigned required_layers;     /* isolation layers without which the server stops */
+    unsigned required_layers;     /* isolation layers without which the server stops
+                                   * (--require-isolation) */
+    unsigned policy_layers;       /* the same, because the policy needs them */
     int epfd;                     /* the executor's epoll set */
 };
 

@@ -124,20 +124,25 @@ GETRANDOM_CODE = (
 class GoldenFilterTest(unittest.TestCase):
 
     def test_print_policy_matches_golden(self):
-        """--print-policy policies/default.policy prints exactly tests/golden/default.pfc."""
-        proc = subprocess.run([BINARY, "--print-policy", "policies/default.policy"], cwd=REPO,
-                              capture_output=True, timeout=30)
-        self.assertEqual(proc.returncode, 0, proc.stderr.decode(errors="replace"))
-        self.assertEqual(proc.stderr, b"")
-        with open(GOLDEN, "rb") as f:
-            golden = f.read()
-        if proc.stdout != golden:
-            diff = "".join(difflib.unified_diff(
-                golden.decode(errors="replace").splitlines(True),
-                proc.stdout.decode(errors="replace").splitlines(True),
-                "tests/golden/default.pfc", "pyexecd --print-policy", n=2))
-            self.fail("the compiled default policy differs from its golden copy; if the "
-                      "change is intended, regenerate it (policies/README.md):\n" + diff[:6000])
+        """--print-policy policies/NAME.policy prints exactly tests/golden/NAME.pfc, for the
+        default and the parity policy."""
+        for name in ("default", "parity"):
+            with self.subTest(policy=name):
+                proc = subprocess.run([BINARY, "--print-policy", f"policies/{name}.policy"],
+                                      cwd=REPO, capture_output=True, timeout=30)
+                self.assertEqual(proc.returncode, 0, proc.stderr.decode(errors="replace"))
+                self.assertEqual(proc.stderr, b"")
+                golden_path = os.path.join(REPO, "tests", "golden", f"{name}.pfc")
+                with open(golden_path, "rb") as f:
+                    golden = f.read()
+                if proc.stdout != golden:
+                    diff = "".join(difflib.unified_diff(
+                        golden.decode(errors="replace").splitlines(True),
+                        proc.stdout.decode(errors="replace").splitlines(True),
+                        f"tests/golden/{name}.pfc", "pyexecd --print-policy", n=2))
+                    self.fail(f"the compiled {name} policy differs from its golden copy; if "
+                              "the change is intended, regenerate it (policies/README.md):\n"
+                              + diff[:6000])
 
     def test_golden_reflects_policy_essentials(self):
         """The golden filter kills i386/x32, refuses with EPERM by default, allows read."""
@@ -465,6 +470,29 @@ class DegradedKernelTest(unittest.TestCase):
                                   r"--require-isolation is set")
             self.assertIn("isolation layer uidDrop is not available and --require-isolation",
                           err)
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+
+    def test_parity_without_pid_namespace_stops_server(self):
+        """The parity policy runs programs, whose whole tree must end with their worker:
+        where the kernel refuses a PID namespace (here: in a user namespace), the server
+        stops, exit 1, saying why, rather than serve without that wall."""
+        state = tempfile.mkdtemp(prefix="pyexecd-test-")
+        try:
+            args = UNSHARE + [BINARY, "--listen", "127.0.0.1:0", "--state-dir", state,
+                              "--worker-uid-base", str(uid_base()), "--workers", "1",
+                              "--pool", "1", "--policy", "parity"]
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True, errors="replace")
+            try:
+                _, err = proc.communicate(timeout=ZYGOTE_START_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+                self.fail(f"still serving {ZYGOTE_START_S} s after start:\n{err[-3000:]}")
+            self.assertEqual(proc.returncode, 1, err)
+            self.assertIn("isolation layer pidNamespace is not available and the policy runs "
+                          "programs, which needs it", err)
         finally:
             shutil.rmtree(state, ignore_errors=True)
 

@@ -417,6 +417,7 @@ static void test_interpreter_info(void)
     for (unsigned i = 0; i < in.nlibraries; i++) {
         snprintf(in.libraries[i].name, sizeof(in.libraries[i].name), "lib%u", i);
         snprintf(in.libraries[i].version, sizeof(in.libraries[i].version), i % 2 ? "" : "1.%u", i);
+        in.libraries[i].lists = i % 3;
     }
     in.nfailures = 1;
     snprintf(in.import_failures[0], sizeof(in.import_failures[0]), "cv2: ImportError");
@@ -443,12 +444,14 @@ static void test_interpreter_info(void)
     for (unsigned i = 0; i < INTERPRETER_INFO_LIBRARIES + 3; i++) {
         ipc_put_bytes(&b, "n", 1);
         ipc_put_bytes(&b, "v", 1);
+        ipc_put_u32(&b, LIBRARY_LIST_GEMINI);
     }
     ipc_put_u32(&b, 0);
     ipc_cursor_init(&c, b.data, b.len);
     CHECK(interpreter_info_get(&c, &out) == 0 && c.left == 0);
     CHECK(strlen(out.python) == sizeof(out.python) - 1);
     CHECK(out.nlibraries == INTERPRETER_INFO_LIBRARIES && out.nfailures == 0);
+    CHECK(out.libraries[0].lists == LIBRARY_LIST_GEMINI);
     ipc_buf_release(&b);
 }
 

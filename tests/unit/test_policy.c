@@ -743,9 +743,59 @@ static void test_policy_wide(void)
           error_is(err, "t.policy", 2, "default errno ERRNO | default kill"));
 }
 
+/* exec PATH...: absolute paths, each once, at most POLICY_MAX_EXEC; the built-in names. */
+static void test_exec_paths(void)
+{
+    char err[512];
+    struct policy p;
+    const char *t = "allow read\nexec /usr/bin/ls /usr/lib/git-core\nexec /bin/sh\n";
+    CHECK(policy_parse(&p, "t.policy", t, strlen(t), err, sizeof(err)) == 0);
+    CHECK(p.nexec == 3);
+    if (p.nexec == 3) {
+        CHECK_STR(p.exec[0], "/usr/bin/ls");
+        CHECK_STR(p.exec[1], "/usr/lib/git-core");
+        CHECK_STR(p.exec[2], "/bin/sh");
+    }
+    policy_release(&p);
+    CHECK(p.exec == NULL && p.nexec == 0);
+    CHECK(parse_text("allow read\nexec ls\n", err, sizeof(err)) == -1 &&
+          error_is(err, "t.policy", 2, "absolute path"));
+    CHECK(parse_text("allow read\nexec /usr/../bin/sh\n", err, sizeof(err)) == -1 &&
+          error_is(err, "t.policy", 2, "without . or .."));
+    CHECK(parse_text("allow read\nexec /bin/sh /bin/sh\n", err, sizeof(err)) == -1 &&
+          error_is(err, "t.policy", 2, "listed twice"));
+    CHECK(parse_text("allow read\nexec\n", err, sizeof(err)) == -1 &&
+          error_is(err, "t.policy", 2, "exec PATH..."));
+    /* At the limit and one past it. */
+    char text[POLICY_MAX_EXEC * 16 + 64];
+    size_t o = (size_t)snprintf(text, sizeof(text), "allow read\nexec");
+    for (int i = 0; i < POLICY_MAX_EXEC; i++)
+        o += (size_t)snprintf(text + o, sizeof(text) - o, " /p%d", i);
+    snprintf(text + o, sizeof(text) - o, "\n");
+    CHECK(policy_parse(&p, "t.policy", text, strlen(text), err, sizeof(err)) == 0 &&
+          p.nexec == POLICY_MAX_EXEC);
+    policy_release(&p);
+    snprintf(text + o, sizeof(text) - o, " /one-more\n");
+    CHECK(parse_text(text, err, sizeof(err)) == -1 &&
+          error_is(err, "t.policy", 2, "at most 64 exec paths"));
+    /* The built-ins: default has no program, parity has them. */
+    const char *file;
+    size_t len;
+    const char *dt = policy_builtin("default", &file, &len);
+    CHECK(dt && strcmp(file, "policies/default.policy") == 0);
+    CHECK(dt && policy_parse(&p, file, dt, len, err, sizeof(err)) == 0 && p.nexec == 0);
+    policy_release(&p);
+    const char *pt = policy_builtin("parity", &file, &len);
+    CHECK(pt && strcmp(file, "policies/parity.policy") == 0);
+    CHECK(pt && policy_parse(&p, file, pt, len, err, sizeof(err)) == 0 && p.nexec > 10);
+    policy_release(&p);
+    CHECK(policy_builtin("nope", &file, &len) == NULL);
+}
+
 int main(void)
 {
     find_dirs();
+    test_exec_paths();
     test_required_fixtures_exist();
     test_invalid_fixtures();
     test_unknown_syscall_is_found_by_the_build();
