@@ -29,6 +29,11 @@ enum ipc_type {
     IPC_W_SETUP_FAILED = 21,  /* bytes reason */
     IPC_W_BLOCK_DONE = 22,    /* layout in sandbox/block_report.h */
     IPC_W_JOB_DONE = 23,      /* no payload: every block ran */
+    IPC_W_JOB_REFUSED = 24,   /* u32 index of the input file it could not write, u32 errno:
+                               * nothing ran; the worker waits for the next job */
+    IPC_W_ENDING = 25,        /* u32 WORKER_EXIT_* status it is about to exit with: the
+                               * server names that end only when both agree, so a code's
+                               * own os._exit(73) reads as the plain status it is */
     /* server -> worker */
     IPC_W_JOB = 30,           /* u32 traceback profile (enum fidelity), u32 nfiles,
                                * {bytes name, bytes data}*, u32 nblocks, {bytes code}* */

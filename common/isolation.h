@@ -18,9 +18,11 @@ enum isolation_layer {
     ISO_LANDLOCK      = 1u << 10, /* second file-system wall; no TCP; signals stay inside */
     ISO_CGROUP_MEMORY = 1u << 11, /* memory limit without swap */
     ISO_CGROUP_PIDS   = 1u << 12, /* task limit */
+    ISO_MINIMAL_ROOT  = 1u << 13, /* its own root: /usr, the venv, a synthesized /etc, not the
+                                   * host's file system */
 };
 
-#define ISO_LAYER_COUNT 13
+#define ISO_LAYER_COUNT 14
 #define ISO_ALL ((1u << ISO_LAYER_COUNT) - 1)
 
 /* Name of a single layer bit, for logs and /healthz. */
@@ -40,6 +42,7 @@ static inline const char *isolation_layer_name(unsigned bit)
     case ISO_LANDLOCK: return "landlock";
     case ISO_CGROUP_MEMORY: return "cgroupMemory";
     case ISO_CGROUP_PIDS: return "cgroupPids";
+    case ISO_MINIMAL_ROOT: return "minimalRoot";
     }
     return "unknown";
 }

@@ -277,6 +277,11 @@ int confine_apply(const struct confine_config *c, unsigned *applied, char *err, 
             return fail(err, errlen, "entering the private work dir");
     }
 
+    /* The root the zygote built and this worker inherited (minimal_root.c): nothing to do
+     * here but say so. */
+    if ((c->want & ISO_MINIMAL_ROOT) && (layers & ISO_MOUNT_NS))
+        layers |= ISO_MINIMAL_ROOT;
+
     /* 4. A host name of its own (only visible with the UTS namespace). */
     if ((layers & ISO_UTS_NS) && sethostname("sandbox", 7) < 0)
         return fail(err, errlen, "setting the host name");

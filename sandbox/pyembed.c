@@ -31,8 +31,8 @@ static const char *const warm_modules[] = {
 static PyObject *runner;      /* the runner module; lives for the process */
 static struct interpreter_info info;   /* filled once by pyembed_init */
 static int job_sock = -1;     /* where block_done sends; set by pyembed_run_job */
-static int out_copy_fd = -1;  /* the capture files, measured at each block's end */
-static int err_copy_fd = -1;
+static struct stat capture_id[2];   /* the capture files: fds 1 and 2 when the code left
+                                     * them so, measured at each block's end */
 
 /* Prints the pending Python exception to stderr without PyErr_Print's habit of exiting
  * the process on SystemExit. */
@@ -48,6 +48,16 @@ static void log_py_error(const char *where)
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);
+}
+
+/* The size of capture file id through fd, or UINT64_MAX when fd is no longer it (the code
+ * closed or redirected it): the server then takes what the file holds. */
+static uint64_t capture_end(int fd, const struct stat *id)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_dev != id->st_dev || st.st_ino != id->st_ino)
+        return UINT64_MAX;
+    return (uint64_t)st.st_size;
 }
 
 /* _pyexecd.block_done(index, status, error, out_truncated, err_truncated,
@@ -82,9 +92,8 @@ static PyObject *py_block_done(PyObject *self, PyObject *args)
                               BLOCK_FLAG_LIMIT_OPEN_FILES | BLOCK_FLAG_STDOUT_FULL |
                               BLOCK_FLAG_STDERR_FULL)));
     /* Where this block's output ends; UINT64_MAX ("as much as there is") if unknown. */
-    struct stat out_st, err_st;
-    ipc_put_u64(&b, fstat(out_copy_fd, &out_st) == 0 ? (uint64_t)out_st.st_size : UINT64_MAX);
-    ipc_put_u64(&b, fstat(err_copy_fd, &err_st) == 0 ? (uint64_t)err_st.st_size : UINT64_MAX);
+    ipc_put_u64(&b, capture_end(STDOUT_FILENO, &capture_id[0]));
+    ipc_put_u64(&b, capture_end(STDERR_FILENO, &capture_id[1]));
     ipc_put_bytes(&b, PyBytes_AS_STRING(err_bytes), (size_t)PyBytes_GET_SIZE(err_bytes));
     Py_DECREF(err_bytes);
 
@@ -353,12 +362,12 @@ void pyembed_after_fork_child(void)
     Py_DECREF(res);
 }
 
-int pyembed_run_job(int sock, int out_copy, int err_copy, const char *const *codes,
+int pyembed_run_job(int sock, const struct stat capture[2], const char *const *codes,
                     const size_t *lens, size_t n, unsigned profile)
 {
     job_sock = sock;
-    out_copy_fd = out_copy;
-    err_copy_fd = err_copy;
+    capture_id[0] = capture[0];
+    capture_id[1] = capture[1];
     PyObject *list = PyList_New((Py_ssize_t)n);
     if (!list) {
         log_py_error("run_job");

@@ -4,6 +4,7 @@
 #define PYEXECD_PYEMBED_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "../common/interpreter_info.h"
 
@@ -34,11 +35,11 @@ void pyembed_after_fork_child(void);
 
 /* Runs the code blocks (UTF-8, not NUL-terminated) in order in one namespace. Each
  * block's result is sent on `sock` as an IPC_W_BLOCK_DONE frame as soon as it ends, with
- * the sizes of the capture files measured through out_copy and err_copy (private
- * descriptors of the same files as fds 1 and 2, which the code may close or redirect).
- * Returns 0, or -1 if the runner itself failed (reported on stderr). */
-int pyembed_run_job(int sock, int out_copy, int err_copy, const char *const *codes,
-                    const size_t *lens, size_t n,   /* codes and lens are borrowed */
-                    unsigned profile);              /* enum fidelity */
+ * the sizes of the capture files (stdout's and stderr's identities in capture: measured
+ * through fds 1 and 2 while they still are those files). FAILED outputs follow traceback
+ * profile `profile` (enum fidelity). Returns 0, or -1 if the runner itself failed
+ * (reported on stderr). codes, lens and capture are borrowed. */
+int pyembed_run_job(int sock, const struct stat capture[2], const char *const *codes,
+                    const size_t *lens, size_t n, unsigned profile);
 
 #endif

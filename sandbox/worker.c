@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/fds.h"
 #include "../common/fidelity.h"
 #include "../common/isolation.h"
 #include "../common/ipc.h"
@@ -19,6 +20,7 @@
 #include "pyembed.h"
 
 static int sock_fd = -1;   /* the socket to the server */
+static struct stat capture_ids[2];   /* stdout's and stderr's capture files */
 static int may_end_children;   /* kill(-1) reaches only our own processes (see worker.h) */
 
 void worker_end_children(void)
@@ -37,19 +39,64 @@ static void send_frame(uint32_t type, const void *payload, size_t len)
     (void)ipc_send_frame(sock_fd, type, payload, len, NULL, 0);
 }
 
-/* Puts the capture files on 1 and 2, /dev/null on 0, and closes the zygote's own
- * descriptors (its control socket, its signalfd, the server's end of our socket). The
- * zygote started with nothing else, so nothing of the server's is left. */
-static int arrange_fds(const struct worker_start *ws)
+/* Puts the capture files on 1 and 2, /dev/null on 0 and the report socket on
+ * WORKER_REPORT_FD, and closes everything else: the zygote's own descriptors (its
+ * control socket, its signalfd, the server's end of our socket) and our copies of the
+ * capture files. The code then sees those four and nothing more. *out_id and *err_id get
+ * the capture files' identities, by which a block's end is measured (the code may close
+ * or redirect 1 and 2). */
+static int arrange_fds(const struct worker_start *ws, struct stat *out_id, struct stat *err_id)
 {
     for (size_t i = 0; i < sizeof(ws->zygote_fds) / sizeof(ws->zygote_fds[0]); i++)
         if (ws->zygote_fds[i] >= 0)
             close(ws->zygote_fds[i]);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(ws->out_fd, STDOUT_FILENO) < 0 ||
-        dup2(ws->err_fd, STDERR_FILENO) < 0)
+        dup2(ws->err_fd, STDERR_FILENO) < 0 || fstat(STDOUT_FILENO, out_id) < 0 ||
+        fstat(STDERR_FILENO, err_id) < 0)
         return -1;
-    return close(null);
+    if (ws->sock == WORKER_REPORT_FD) {
+        if (fcntl(ws->sock, F_SETFD, FD_CLOEXEC) < 0)
+            return -1;
+    } else if (dup3(ws->sock, WORKER_REPORT_FD, O_CLOEXEC) < 0) {
+        return -1;
+    }
+    sock_fd = WORKER_REPORT_FD;
+    return close_range(WORKER_REPORT_FD + 1, ~0u, 0);
+}
+
+/* Tells the server which of its own ends the worker takes (IPC_W_ENDING), then exits.
+ * Async-signal-safe (one write of a frame built on the stack): the abort handler uses
+ * it, perhaps from inside a broken malloc. */
+_Noreturn static void end_worker(int status)
+{
+    uint32_t frame[3] = {IPC_W_ENDING, sizeof(uint32_t), (uint32_t)status};
+    const char *p = (const char *)frame;
+    size_t left = sizeof(frame);
+    while (left > 0) {
+        ssize_t n = write(sock_fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        p += n;
+        left -= (size_t)n;
+    }
+    _exit(status);
+}
+
+static pid_t worker_pid;   /* ours; a child the code forks is someone else */
+
+/* abort(): see WORKER_EXIT_ABORTED. A child of the worker (parity policy) is no pid 1:
+ * it dies of the signal as any process does, and says nothing on the channel. */
+static void on_abort(int sig)
+{
+    if (getpid() != worker_pid) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        _exit(128 + sig);
+    }
+    end_worker(WORKER_EXIT_ABORTED);
 }
 
 static void reset_signals(void)
@@ -57,6 +104,7 @@ static void reset_signals(void)
     sigset_t all;
     for (int sig = 1; sig < NSIG; sig++)
         signal(sig, SIG_DFL);
+    signal(SIGABRT, on_abort);
     /* A closed pipe is an EPIPE error in Python, not a silent death; writing past the
      * file-size limit is an EFBIG error, not a kill. */
     signal(SIGPIPE, SIG_IGN);
@@ -66,34 +114,65 @@ static void reset_signals(void)
 }
 
 /* Writes one input file into the work dir. Names come from the server
- * (input_file_N.ext); O_EXCL and O_NOFOLLOW all the same. */
+ * (input_file_N.ext); O_EXCL and O_NOFOLLOW all the same, so a file or link the session's
+ * code made under that name is never written through. Returns 0, or an errno. */
 static int write_input_file(const char *name, size_t name_len, const unsigned char *data,
                             size_t len)
 {
     char path[64];
-    if (name_len == 0 || name_len >= sizeof(path) || memchr(name, '/', name_len))
-        return -1;
+    if (name_len == 0 || name_len >= sizeof(path) || memchr(name, '/', name_len) ||
+        memchr(name, '\0', name_len))
+        return EINVAL;
     memcpy(path, name, name_len);
     path[name_len] = '\0';
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0)
-        return -1;
+        return errno;
     while (len > 0) {
         ssize_t n = write(fd, data, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
             close(fd);
-            return -1;
+            unlink(path);
+            return e;
         }
         data += n;
         len -= (size_t)n;
     }
-    return close(fd);
+    if (close(fd) < 0) {
+        int e = errno;
+        unlink(path);
+        return e;
+    }
+    return 0;
 }
 
-/* Parses the IPC_W_JOB payload, writes the input files and runs the blocks. */
-static int run_job(const struct worker_start *ws, const unsigned char *payload, size_t len)
+/* Removes the first n input files of a refused job, so the session is as it was. */
+static void remove_input_files(const unsigned char *payload, size_t len, uint32_t n)
+{
+    struct ipc_cursor c;
+    ipc_cursor_init(&c, payload, len);
+    ipc_get_u32(&c);
+    ipc_get_u32(&c);
+    for (uint32_t i = 0; i < n && !c.failed; i++) {
+        size_t name_len, data_len;
+        const unsigned char *name = ipc_get_bytes(&c, &name_len);
+        ipc_get_bytes(&c, &data_len);
+        char path[64];
+        if (c.failed || name_len >= sizeof(path))
+            return;
+        memcpy(path, name, name_len);
+        path[name_len] = '\0';
+        unlink(path);
+    }
+}
+
+/* Parses the IPC_W_JOB payload, writes the input files and runs the blocks. Returns 0,
+ * 1 when an input file could not be written (IPC_W_JOB_REFUSED sent, nothing ran, the
+ * files written before it removed), or -1 on a malformed job or a runner failure. */
+static int run_job(const unsigned char *payload, size_t len)
 {
     struct ipc_cursor c;
     ipc_cursor_init(&c, payload, len);
@@ -104,9 +183,16 @@ static int run_job(const struct worker_start *ws, const unsigned char *payload, 
         size_t name_len, data_len;
         const unsigned char *name = ipc_get_bytes(&c, &name_len);
         const unsigned char *data = ipc_get_bytes(&c, &data_len);
-        if (c.failed || write_input_file((const char *)name, name_len, data, data_len) < 0) {
-            fprintf(stderr, "pyexecd: cannot write input file %u: %s\n", i, strerror(errno));
+        if (c.failed)
             return -1;
+        int e = write_input_file((const char *)name, name_len, data, data_len);
+        if (e == EINVAL)
+            return -1;
+        if (e != 0) {
+            remove_input_files(payload, len, i);
+            uint32_t why[2] = {i, (uint32_t)e};
+            send_frame(IPC_W_JOB_REFUSED, why, sizeof(why));
+            return 1;
         }
     }
     uint32_t nblocks = ipc_get_u32(&c);
@@ -118,7 +204,7 @@ static int run_job(const struct worker_start *ws, const unsigned char *payload, 
         codes[i] = (const char *)ipc_get_bytes(&c, &lens[i]);
     if (c.failed)
         return -1;
-    return pyembed_run_job(ws->sock, ws->out_fd, ws->err_fd, codes, lens, nblocks, profile);
+    return pyembed_run_job(sock_fd, capture_ids, codes, lens, nblocks, profile);
 }
 
 _Noreturn void worker_main(const struct worker_start *ws)
@@ -126,10 +212,13 @@ _Noreturn void worker_main(const struct worker_start *ws)
     char err[256];
     unsigned layers = 0;
 
+    struct stat out_id, err_id;
     prctl(PR_SET_NAME, "pyexecd-worker", 0, 0, 0);
-    sock_fd = ws->sock;
-    if (arrange_fds(ws) < 0)
+    worker_pid = getpid();
+    if (arrange_fds(ws, &out_id, &err_id) < 0)
         _exit(WORKER_EXIT_SETUP);
+    capture_ids[0] = out_id;
+    capture_ids[1] = err_id;
     reset_signals();
     pyembed_after_fork_child();
     /* C code writing with stdio reaches the capture files at once too. */
@@ -151,10 +240,12 @@ _Noreturn void worker_main(const struct worker_start *ws)
         if (ipc_recv_frame(sock_fd, &type, &payload, &len, LIMIT_IPC_FRAME_BYTES) < 0)
             _exit(0);   /* the server let us go (session over, shutdown or restart) */
         if (type != IPC_W_JOB)
-            _exit(WORKER_EXIT_PROTOCOL);
-        if (run_job(ws, payload, len) < 0)
-            _exit(WORKER_EXIT_RUNNER);
+            end_worker(WORKER_EXIT_PROTOCOL);
+        int rc = run_job(payload, len);
+        if (rc < 0)
+            end_worker(WORKER_EXIT_RUNNER);
         free(payload);
-        send_frame(IPC_W_JOB_DONE, NULL, 0);
+        if (rc == 0)
+            send_frame(IPC_W_JOB_DONE, NULL, 0);
     }
 }

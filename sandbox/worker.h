@@ -4,25 +4,20 @@
 #ifndef PYEXECD_WORKER_H
 #define PYEXECD_WORKER_H
 
+#include "../common/worker_exit.h"
 #include "confine.h"
 
-/* Exit statuses a worker uses for its own failures (user code's os._exit aside). */
-#define WORKER_EXIT_SETUP 70      /* could not confine itself: reported, then exits */
-#define WORKER_EXIT_PROTOCOL 71   /* the server sent something unreadable */
-#define WORKER_EXIT_RUNNER 72     /* the runner itself failed */
 
 struct worker_start {
     int sock;        /* stream socket to the server */
-    int out_fd;      /* capture memfd for stdout; becomes fd 1, this copy stays private */
-    int err_fd;      /* capture memfd for stderr; becomes fd 2, this copy stays private */
+    int out_fd;      /* capture memfd for stdout; becomes fd 1 (this copy is closed) */
+    int err_fd;      /* capture memfd for stderr; becomes fd 2 (this copy is closed) */
     int zygote_fds[5];   /* the zygote's own descriptors, closed first; -1: none */
     struct confine_config confine;
 };
 
-/* Runs in the forked child of the zygote. Takes over the descriptors in ws and closes the
- * zygote's own. The other descriptors it inherits belong to the interpreter's state (a
- * font file matplotlib keeps open, say) and stay: closing them under Python would let a
- * later close() of the stale object hit an unrelated file. Never returns. */
+/* Runs in the forked child of the zygote. Takes over the descriptors in ws, closes every
+ * other (fds.h says what the code sees), and never returns. */
 _Noreturn void worker_main(const struct worker_start *ws);
 
 /* Ends every process the code started (children, and orphans re-parented to us) and reaps

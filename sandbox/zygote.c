@@ -21,6 +21,7 @@
 
 #include "../common/ipc.h"
 #include "cgroup.h"
+#include "minimal_root.h"
 #include "../common/isolation.h"
 #include "seccomp_filter.h"
 #include "worker.h"
@@ -35,6 +36,7 @@ static char work_root[4096];   /* <state_dir>/work, for fallback work dirs */
 static int sigfd = -1;         /* SIGCHLD */
 static int own_pidns = -1;     /* our PID namespace, to return to after each worker's */
 static int own_pidfd = -1;     /* readable once we have exited: a new worker's check */
+static int minimal_root;       /* we run in the minimal root: every worker does */
 
 #define LOG(...) fprintf(stderr, "pyexecd-zygote: " __VA_ARGS__)
 
@@ -163,7 +165,7 @@ static long probe_once(unsigned want, unsigned *retry_without)
  * then apply. */
 static int probe_layers(void)
 {
-    unsigned want = ISO_ALL;
+    unsigned want = minimal_root ? ISO_ALL : ISO_ALL & ~ISO_MINIMAL_ROOT;
     /* A PID namespace per worker needs to come back to ours after each fork: without the
      * right to (root of a user namespace cannot), do without. */
     if (own_pidns < 0 || setns(own_pidns, CLONE_NEWPID) < 0)
@@ -384,6 +386,22 @@ int zygote_serve(const struct zygote_options *o)
         LOG("start-up failed: %s\n", strerror(errno));
         return 1;
     }
+
+    /* The workers' root, built once here (minimal_root.h); without a mount namespace the
+     * workers see the host's, read-only, and /healthz says so. */
+    char root_dir[4200];
+    snprintf(root_dir, sizeof(root_dir), "%s/root", o->state_dir);
+    struct minimal_root_config rc = {.venv = o->venv, .state_dir = o->state_dir,
+                                     .build_dir = root_dir};
+    int entered = o->venv ? minimal_root_enter(&rc, err, sizeof(err)) : -1;
+    if (entered == -2) {
+        LOG("%s\n", err);
+        return 1;   /* half in a half-made root: do not serve from it */
+    }
+    minimal_root = entered == 0;
+    if (!minimal_root)
+        LOG("warning: workers see the host's file system (read-only): %s\n",
+            o->venv ? err : "no venv");
 
     own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
     own_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);

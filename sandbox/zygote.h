@@ -14,6 +14,7 @@ struct zygote_options {
     int ctl_fd;                   /* SOCK_SEQPACKET to the server */
     pid_t server_pid;             /* our parent; we exit when it is gone */
     const char *state_dir;        /* fallback work dirs live in <state_dir>/work */
+    const char *venv;             /* the sandbox's venv: bound into the minimal root */
     unsigned uid_base;            /* worker in slot s runs as uid_base + s */
     unsigned slots;               /* workers alive at once, at most */
     const struct policy *policy;  /* seccomp rules and limits (borrowed) */

@@ -28,10 +28,19 @@ static void hide_arguments(struct config *c, int argc, char **argv)
     snprintf(argv[0], (size_t)(end - argv[0]) + 1, "pyexecd-zygote");
 }
 
+/* Present when LeakSanitizer is linked in (PYEXECD_BUILD=asan). */
+extern void __lsan_disable(void) __attribute__((weak));
+
 int zygote_run(struct config *c, int argc, char **argv)
 {
     char err[512];
     struct policy policy;
+    /* The zygote keeps what it builds (the policy, the interpreter and every module it
+     * imported) until it exits, and exits only when the server tells it to: nothing it
+     * holds then is a leak, and the embedded interpreter never frees all of it. Leak
+     * checking stays on for the server. */
+    if (__lsan_disable)
+        __lsan_disable();
     hide_arguments(c, argc, argv);
     if (policy_receive(c, &policy, err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd-zygote: %s\n", err);
@@ -48,15 +57,18 @@ int zygote_run(struct config *c, int argc, char **argv)
     if (c->policy_path && !policy_builtin(c->policy_path, &file, &len))
         hide[nhide++] = c->policy_path;   /* a built-in is no file of the server's */
     hide[nhide] = c->state_dir;
-    static char executable[PATH_MAX + 16];
-    if (config_venv_bin(c, executable, sizeof(executable) - 16) == 0)
+    static char executable[PATH_MAX + 16], venv[PATH_MAX];
+    if (config_venv_bin(c, executable, sizeof(executable) - 16) == 0) {
+        snprintf(venv, sizeof(venv), "%.*s", (int)(strlen(executable) - 4), executable);
         strcat(executable, "/python3");
-    else
-        executable[0] = '\0';
+    } else {
+        executable[0] = venv[0] = '\0';
+    }
     struct zygote_options z = {
         .ctl_fd = ZYGOTE_CTL_FD,
         .server_pid = c->server_pid,
         .state_dir = c->state_dir,
+        .venv = venv[0] ? venv : NULL,
         .uid_base = c->uid_base,
         .slots = zygote_slots(c->pool, c->workers, c->max_sessions),
         .policy = &policy,

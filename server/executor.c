@@ -137,7 +137,7 @@ static void dispatch(void)
         struct job *job = pop_queue();
         if (job->kind == JOB_SESSION_CREATE)
             sessions_create(job, w);
-        else if (worker_start_job(w, job, 0) < 0)
+        else if (worker_start_job(w, job) < 0)
             job_fail(job, PX_NOMEM, "Out of memory while starting the execution.");
     }
     pool_ensure();

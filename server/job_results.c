@@ -10,6 +10,7 @@
 
 #include "../common/block_report.h"
 #include "../common/limits.h"
+#include "../common/worker_exit.h"
 
 off_t capture_size(int fd)
 {
@@ -125,8 +126,20 @@ enum limit_hit job_describe_death(const struct worker_exit *how, char *buf, size
         return LIMIT_HIT_CRASH;
     }
     if (!WIFSIGNALED(how->status)) {
-        snprintf(buf, len, "The interpreter process exited with status %d.\n",
-                 WEXITSTATUS(how->status));
+        int status = WEXITSTATUS(how->status);
+        if (status == WORKER_EXIT_ABORTED && how->announced == status) {
+            snprintf(buf, len, "The interpreter process was stopped: aborted (signal %d, "
+                     "SIGABRT).\n", SIGABRT);
+            return LIMIT_HIT_CRASH;
+        }
+        const char *why = how->announced != status ? NULL
+                        : status == WORKER_EXIT_RUNNER ? "the sandbox's runner failed"
+                        : status == WORKER_EXIT_PROTOCOL ? "the sandbox's channel broke"
+                        : NULL;
+        if (why)
+            snprintf(buf, len, "The interpreter process was stopped: %s.\n", why);
+        else
+            snprintf(buf, len, "The interpreter process exited with status %d.\n", status);
         return LIMIT_HIT_CRASH;
     }
     int sig = WTERMSIG(how->status);

@@ -18,6 +18,8 @@ struct worker_exit {
     unsigned cpu_ms;          /* CPU time it used */
     unsigned cpu_limit_s;     /* the CPU-time limit it ran under (0: unknown) */
     int oom_killed;           /* its memory cgroup's OOM killer struck */
+    int announced;            /* the WORKER_EXIT_* status it announced (IPC_W_ENDING), or
+                               * -1: names the exit when the status matches */
 };
 
 /* Size of the file behind fd; 0 when it cannot be known (fd < 0, fstat fails). */

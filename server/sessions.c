@@ -18,7 +18,6 @@ struct session {
     struct worker *w;              /* its interpreter; discarded when the session ends */
     long long created_wall_ms, last_used_wall_ms;   /* for display */
     int64_t created, last_used;    /* monotonic ms, for the timers */
-    unsigned next_file;            /* the number the next input file gets */
     struct admission *held;        /* the place it holds (taken by its create job) */
     int internal;                  /* a model turn's interpreter */
 };
@@ -161,12 +160,10 @@ static void reply(struct job *job, const struct session *s)
 /* Starts an execution job on the session's idle worker. */
 static void start_execution(struct session *s, struct job *job)
 {
-    if (worker_start_job(s->w, job, s->next_file) < 0) {
+    if (worker_start_job(s->w, job) < 0) {
         job_fail(job, PX_NOMEM, "Out of memory while starting the execution.");
         return;
     }
-    /* In a session, input files keep counting from the earlier requests' ones. */
-    s->next_file += (unsigned)job->req->nfiles;
     s->last_used = monotonic_ms();
     s->last_used_wall_ms = wall_ms();
 }

@@ -93,6 +93,7 @@ int worker_add(pid_t pid, const int fds[4])
     w->state = W_DEAD;   /* worker_set_state counts from here */
     ipc_reader_init(&w->rd, LIMIT_IPC_FRAME_BYTES);
     worker_set_state(w, W_STARTING);
+    w->announced_exit = -1;
     w->started_at = monotonic_ms();
     w->tag.source = EVENT_WORKER;
     w->tag.owner = w;
@@ -325,6 +326,56 @@ static void handle_job_done(struct worker *w)
     }
 }
 
+/* The worker could not write input file `index` (errno `err`) and ran nothing. The call
+ * is answered with a 400 naming the file; a session keeps its worker, and the numbers
+ * of the refused files go to the next call's. The name comes from the server's own
+ * request, never from the frame: a frame forged by the code can at most fail its own
+ * call. */
+static void handle_job_refused(struct worker *w, const unsigned char *p, uint32_t len)
+{
+    uint32_t why[2];
+    struct job *job = w->job;
+    const struct exec_request *req = job->req;
+    if (len != sizeof(why) || job->block != 0) {
+        worker_protocol_error(w, "unexpected JOB_REFUSED");
+        return;
+    }
+    memcpy(why, p, sizeof(why));
+    if (why[0] >= req->nfiles) {
+        worker_protocol_error(w, "JOB_REFUSED names no input file");
+        return;
+    }
+    w->next_file -= (unsigned)req->nfiles;
+    char msg[400];
+    unsigned number = w->next_file + why[0];
+    enum px_result r = PX_INVALID_ARGUMENT;
+    if (why[1] == EEXIST || why[1] == ELOOP)
+        snprintf(msg, sizeof(msg),
+                 "Input file input_file_%u.%s cannot be written: the session's code already "
+                 "made a file or link of that name in its working directory. Nothing ran; the "
+                 "session is kept. Remove or rename that file, then send the call again.",
+                 number, req->files[why[0]].ext);
+    else if (why[1] == ENOSPC || why[1] == EDQUOT || why[1] == EFBIG) {
+        r = PX_TOO_LARGE;
+        snprintf(msg, sizeof(msg),
+                 "Input file input_file_%u.%s does not fit in the working directory (%zu "
+                 "bytes): its files are over the work area's size limit. Nothing ran; the "
+                 "session is kept. Remove files there, then send the call again.",
+                 number, req->files[why[0]].ext, req->files[why[0]].len);
+    } else
+        snprintf(msg, sizeof(msg),
+                 "Input file input_file_%u.%s cannot be written: %s. Nothing ran.",
+                 number, req->files[why[0]].ext, strerror((int)why[1]));
+    if (w->kept) {
+        worker_set_state(w, W_SESSION_IDLE);
+        w->idle_since = monotonic_ms();
+        w->idle_since_wall = wall_ms();
+        job_fail(job, r, msg);
+    } else {
+        worker_discard(w, r, msg);
+    }
+}
+
 static void handle_worker_frame(struct worker *w, uint32_t type, const unsigned char *p,
                                 uint32_t len)
 {
@@ -366,6 +417,20 @@ static void handle_worker_frame(struct worker *w, uint32_t type, const unsigned 
             return;
         }
         handle_job_done(w);
+        return;
+    case IPC_W_ENDING:
+        if (len != sizeof(uint32_t)) {
+            worker_protocol_error(w, "malformed ENDING");
+            return;
+        }
+        memcpy(&w->announced_exit, p, sizeof(uint32_t));
+        return;
+    case IPC_W_JOB_REFUSED:
+        if (!worker_busy(w) || !w->job) {
+            worker_protocol_error(w, "JOB_REFUSED without a job");
+            return;
+        }
+        handle_job_refused(w, p, len);
         return;
     default:
         worker_protocol_error(w, "unknown frame");
@@ -469,12 +534,15 @@ void worker_on_exited(pid_t pid, const struct worker_exit *how)
         worker_read(w);   /* frames it sent before dying come first */
     if (w->state == W_DEAD)
         return;
-    worker_finish_crashed(w, how);
+    struct worker_exit named = *how;
+    named.announced = w->announced_exit;
+    worker_finish_crashed(w, &named);
     worker_discard(w, PX_INTERNAL, NULL);
 }
 
-int worker_start_job(struct worker *w, struct job *job, unsigned first_file)
+int worker_start_job(struct worker *w, struct job *job)
 {
+    unsigned first_file = w->next_file;
     const struct exec_request *req = job->req;
     struct ipc_buf b;
     ipc_buf_init(&b);
@@ -497,6 +565,7 @@ int worker_start_job(struct worker *w, struct job *job, unsigned first_file)
     }
     w->wbuf = ipc_buf_detach(&b, &w->wlen);
     w->woff = 0;
+    w->next_file += (unsigned)req->nfiles;
     worker_set_state(w, w->kept ? W_SESSION_BUSY : W_BUSY);
     /* A session's capture files would otherwise grow over its whole life, up to the
      * file-size limit; between calls nothing writes to them, so they can be emptied. */

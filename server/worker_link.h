@@ -43,6 +43,9 @@ struct worker {
     int64_t idle_since;         /* monotonic ms when it last finished a job (0: never) */
     long long idle_since_wall;  /* the same, wall-clock */
     const char *end_reason;     /* why it stopped, for its session (static text) */
+    int announced_exit;         /* the status its IPC_W_ENDING announced, or -1 */
+    unsigned next_file;         /* the number its next input file gets: a session's
+                                 * keep counting from the earlier calls' ones */
     struct event_tag tag;
 };
 
@@ -74,7 +77,7 @@ struct worker *worker_find_idle(void);
 /* Starts the job on w (idle in the pool, or a session's waiting for its next execution):
  * attaches it, sends it its input files (numbered from first_file) and code. Returns 0,
  * or -1 when out of memory (the job stays the caller's, unanswered). */
-int worker_start_job(struct worker *w, struct job *job, unsigned first_file);
+int worker_start_job(struct worker *w, struct job *job);
 
 /* Keeps a pool worker for a session: it waits for jobs until discarded. counted: its
  * executions count among the running ones (a model turn's interpreter). */

@@ -19,6 +19,7 @@ abstract and a pathname AF_UNIX socket) are the test's own, and no host name but
 "localhost" (from /etc/hosts) is ever resolved.
 """
 
+import ast
 import json
 import os
 import secrets
@@ -84,6 +85,14 @@ def lines(*expected):
     def check(test, reply, r):
         test.assertEqual(r["outcome"], "OUTCOME_OK", r)
         test.assertEqual(r.get("output", "").splitlines(), list(expected), r)
+    return check
+
+
+def by_root(minimal, host):
+    """`minimal` where the worker has its own minimal root (/healthz minimalRoot), `host`
+    where the kernel left it the host's root, read-only (no mount namespace)."""
+    def check(test, reply, r):
+        (minimal if test.isolation.get("minimalRoot") else host)(test, reply, r)
     return check
 
 
@@ -848,7 +857,7 @@ class ExecAttacks(AttackBase):
 # =======================================================================================
 
 def _before_shadow(test, ctx):
-    if not os.path.exists("/etc/shadow"):
+    if not os.path.exists("/etc/shadow") and not test.isolation.get("minimalRoot"):
         test.skipTest("skipped: no /etc/shadow on this host")
     return {}
 
@@ -913,6 +922,18 @@ def _outside_victim(test, ctx, reply):
     test.assertNotIn(ctx["victim_secret"], json.dumps(reply))
 
 
+def _expect_old_root_gone(test, reply, r):
+    test.assertEqual(r["outcome"], "OUTCOME_OK", r)
+    out = r["output"].splitlines()
+    test.assertEqual(out[:2], ["[]", "/ True True"], r)
+    # The top level: the links into /usr (merged /usr) or the directories, and the
+    # sandbox's own directories; nothing else of the host's.
+    top = set(ast.literal_eval(out[2]))
+    test.assertLessEqual(top, {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt",
+                               "proc", "root", "run", "sbin", "sys", "tmp", "usr", "var"}, r)
+    test.assertLessEqual({"etc", "usr", "tmp", "proc", "dev", "root"}, top, r)
+
+
 def _host_root_names():
     try:
         return sorted(os.listdir("/root"))
@@ -930,8 +951,12 @@ FSR_ROWS = [
                 except OSError as e:
                     print(p, type(e).__name__)
             """),
-        expect=lines("/etc/shadow PermissionError", "/proc/self/root/etc/shadow PermissionError",
-                     "/proc/1/root/etc/shadow PermissionError"),
+        expect=by_root(lines("/etc/shadow FileNotFoundError",
+                             "/proc/self/root/etc/shadow FileNotFoundError",
+                             "/proc/1/root/etc/shadow FileNotFoundError"),
+                       lines("/etc/shadow PermissionError",
+                             "/proc/self/root/etc/shadow PermissionError",
+                             "/proc/1/root/etc/shadow PermissionError")),
         before=_before_shadow),
     Row("fsr-own-environ", "fs-read",
         attack="/proc/1/environ and /proc/self/environ (pid 1 is the worker itself, forked "
@@ -1108,6 +1133,58 @@ FSR_ROWS = [
                                '/dev/mqueue', '/dev/hugepages') if os.path.lexists(p)])
             """),
         expect=lines(f"{DEV_ENTRIES} []", "[]")),
+    # --- the minimal root (nsjail's and bubblewrap's way): nothing of the host but
+    # /usr, the venv and a few files; its own /etc -------------------------------------
+    Row("root-own-etc", "fs-read",
+        attack="read /etc first, as a peer's sandbox test does: passwd, group, hostname, "
+               "hosts, resolv.conf, and what else /etc holds",
+        code=py("""
+            import os, pwd, socket
+            print(sorted(os.listdir('/etc')))
+            print([l.split(':')[0] for l in open('/etc/passwd')],
+                  [l.split(':')[0] for l in open('/etc/group')])
+            print(open('/etc/hostname').read().strip(), socket.gethostname(),
+                  repr(open('/etc/resolv.conf').read()))
+            print(sorted({l.split()[0] for l in open('/etc/hosts') if l.strip()}))
+            print(pwd.getpwuid(0).pw_name, pwd.getpwnam('nobody').pw_uid)
+            """),
+        expect=lines("['alternatives', 'fonts', 'group', 'hostname', 'hosts', 'ld.so.cache', "
+                     "'nsswitch.conf', 'passwd', 'resolv.conf']",
+                     "['root', 'nobody'] ['root', 'nogroup']", "sandbox sandbox ''",
+                     "['127.0.0.1', '::1']", "root 65534")),
+    Row("root-host-paths-absent", "fs-read",
+        attack="look for the host's /home, /srv, /opt, /var, /mnt, /boot, its /etc files "
+               "(ssh keys, machine-id, shadow, os-release), the server's checkout and "
+               "binary directory, and the paths to them through /proc/1/root",
+        code=py("""
+            import os
+            paths = ['/home', '/srv', '/mnt', '/media', '/boot', '/var/lib', '/var/log',
+                     '/var/mail', '/var/spool', '/var/backups', '/etc/ssh', '/etc/shadow',
+                     '/etc/machine-id', '/etc/os-release', '/etc/apt', '/etc/cron.d',
+                     '/opt/pyexecd/wheels', '/snap', '/work', '/root/.ssh',
+                     '$checkout/README.md', '$checkout/server', '$bindir/CMakeCache.txt']
+            seen = [p for p in paths if os.path.lexists(p)]
+            seen += [p for p in paths if os.path.lexists('/proc/1/root' + p)]
+            print(seen)
+            print(sorted(os.listdir('/opt')), sorted(os.listdir('/var')))
+            """),
+        expect=lines("[]", "['pyexecd'] ['cache', 'tmp']")),
+    Row("root-old-root-detached", "fs-read",
+        attack="find the host's old root after pivot_root: the mount table, '..' from /, "
+               "/proc/1/root/..",
+        code=py("""
+            import os
+            allowed = ('/usr', '/opt/pyexecd/venv', '/etc/ld.so.cache', '/etc/alternatives',
+                       '/etc/fonts', '/var/cache/fontconfig', '/dev', '/sys/fs/cgroup',
+                       '/proc', '/tmp', '/root', '/var/tmp', '/run', '$state_dir')
+            points = {l.split()[4] for l in open('/proc/self/mountinfo')} - {'/'}
+            print(sorted(p for p in points
+                         if not any(p == a or p.startswith(a + '/') for a in allowed)))
+            print(os.path.realpath('/..'), os.listdir('/..') == os.listdir('/'),
+                  os.listdir('/proc/1/root/..') == os.listdir('/'))
+            print(sorted(os.listdir('/')))
+            """),
+        expect=_expect_old_root_gone),
 ]
 
 
@@ -1128,6 +1205,9 @@ class FileReadAttacks(AttackBase):
         "fsr-concurrent-workdir": ("mountNamespace", "pidNamespace"),
         "fsr-host-root-hidden": ("mountNamespace",),
         "fsr-dev-minimal": ("mountNamespace",),
+        "root-own-etc": ("minimalRoot",),
+        "root-host-paths-absent": ("minimalRoot",),
+        "root-old-root-detached": ("minimalRoot",),
     }
 
     @classmethod
@@ -1144,7 +1224,9 @@ class FileReadAttacks(AttackBase):
         return dict(super().ctx(), secret_hex=self.secret.encode().hex(),
                     server_pid=self.server.proc.pid, zygote_pid=self.server.zygote_pid(),
                     binary=os.path.realpath(BINARY), state_dir=self.server.state_dir,
-                    host_root=repr(_host_root_names()))
+                    host_root=repr(_host_root_names()),
+                    checkout=os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..")),
+                    bindir=os.path.dirname(os.path.realpath(BINARY)))
 
 
 # =======================================================================================
@@ -1183,10 +1265,16 @@ FSW_ROWS = [
             except OSError as e:
                 print('/etc/passwd', type(e).__name__, errno.errorcode[e.errno])
             """),
-        expect=lines("/usr OSError EROFS", "/etc OSError EROFS", "/opt OSError EROFS",
-                     "/var OSError EROFS", "/ OSError EROFS", "/bin OSError EROFS",
-                     "/run PermissionError EACCES",   # covered: /run holds host sockets
-                     "/etc/passwd PermissionError EACCES"),
+        # The minimal root is read-only as a whole; the host's /etc/passwd is also not
+        # the worker's to write. /run: the minimal root's is empty and root's (EACCES
+        # before EROFS); the host's is covered (it holds host sockets).
+        expect=by_root(lines("/usr OSError EROFS", "/etc OSError EROFS", "/opt OSError EROFS",
+                             "/var OSError EROFS", "/ OSError EROFS", "/bin OSError EROFS",
+                             "/run PermissionError EACCES", "/etc/passwd OSError EROFS"),
+                       lines("/usr OSError EROFS", "/etc OSError EROFS", "/opt OSError EROFS",
+                             "/var OSError EROFS", "/ OSError EROFS", "/bin OSError EROFS",
+                             "/run PermissionError EACCES",
+                             "/etc/passwd PermissionError EACCES")),
         outside=_outside_no_host_files),
     Row("fsw-proc-sys", "fs-write",
         attack="write kernel settings: hostname, core_pattern, drop_caches, ASLR off; "
@@ -1226,7 +1314,8 @@ FSW_ROWS = [
             except OSError as e:
                 print(type(e).__name__)
             """),
-        expect=all_of(lines("True", "PermissionError"), no_images)),
+        expect=all_of(by_root(lines("True", "OSError"), lines("True", "PermissionError")),
+                      no_images)),
     Row("fsw-hardlink", "fs-write",
         attack="hard links to /etc/passwd and /proc/self/exe from /root and /tmp",
         code=py("""

@@ -298,6 +298,59 @@ class SessionsTest(SessionCase):
                         files=[("text/plain", b"third")])
         self.assertEqual(r[0]["output"], "['input_file_1.txt', 'input_file_3.txt']\n", r)
 
+    def test_input_file_name_taken_is_a_400_and_the_session_lives(self):
+        """A file (or a symlink) the code made under the next input file's name: 400 naming it, session kept."""
+        sid = self.create()
+        self.run_in(sid, "import os\nopen('input_file_0.csv', 'w').write('mine')\nstate = 7")
+        status, body = self.call(sid, "print('must not run')",
+                                 files=[("text/csv", b"a,b\n"), ("text/plain", b"x")])
+        self.assertEqual(status, 400, body)
+        self.assertEqual(body["error"]["status"], "INVALID_ARGUMENT", body)
+        self.assertIn("input_file_0.csv", body["error"]["message"])
+        # The session is untouched: its state, its own file, and nothing half-written.
+        self.assertEqual(self.out(sid, "print(state, sorted(os.listdir('.')))"),
+                         "7 ['input_file_0.csv']\n")
+
+    def test_input_file_collision_on_a_later_file(self):
+        """The second file collides: the first is removed again, nothing runs, numbering is unchanged."""
+        sid = self.create()
+        self.run_in(sid, "import os\nos.symlink('/etc/passwd', 'input_file_1.csv')\nn = 1")
+        status, body = self.call(sid, "n = 2", files=[("text/plain", b"x"),
+                                                      ("text/csv", b"a,b\n")])
+        self.assertEqual(status, 400, body)
+        self.assertIn("input_file_1.csv", body["error"]["message"])
+        self.assertIn("session is kept", body["error"]["message"])
+        self.assertEqual(self.out(sid, "print(n, sorted(os.listdir('.')))"),
+                         "1 ['input_file_1.csv']\n")
+        # The link was not followed: /etc/passwd (read-only anyway) is as it was, and
+        # once the code removes its link the same call goes through with the same names.
+        self.run_in(sid, "os.unlink('input_file_1.csv')")
+        r = self.run_in(sid, "print(sorted(os.listdir('.')), open('input_file_1.csv').read())",
+                        files=[("text/plain", b"x"), ("text/csv", b"a,b\n")])
+        self.assertEqual(r[0]["output"], "['input_file_0.txt', 'input_file_1.csv'] a,b\n\n", r)
+
+    def test_input_file_into_a_full_work_area(self):
+        """The code filled its work dir's tmpfs: an input file is a 400 saying so, the session is kept."""
+        sid = self.create()
+        self.run_in(sid, (
+            "import os\nchunk = b'\\0' * (1 << 20)\nf = open('fill.bin', 'wb', buffering=0)\n"
+            "try:\n    while True:\n        f.write(chunk)\nexcept OSError as e:\n"
+            "    full = e.errno\nf.close()\n"
+            "try:\n    open('tail.bin', 'wb', buffering=0).write(b'\\0' * 4096)\n"
+            "except OSError:\n    pass\n"))
+        status, body = self.call(sid, "print('must not run')", files=[("text/csv", b"a" * 4096)])
+        self.assertEqual(status, 400, body)
+        self.assertIn("does not fit", body["error"]["message"])
+        self.assertIn("input_file_0.csv", body["error"]["message"])
+        self.assertEqual(self.out(sid, "import errno\nprint(errno.errorcode[full], "
+                                       "sorted(os.listdir('.')))"),
+                         "ENOSPC ['fill.bin', 'tail.bin']\n")
+        # Room made, the same call runs, under the same name.
+        self.run_in(sid, "os.unlink('fill.bin')")
+        r = self.run_in(sid, "print(len(open('input_file_0.csv').read()))",
+                        files=[("text/csv", b"a" * 4096)])
+        self.assertEqual(r[0]["output"], "4096\n", r)
+
     def test_failure_then_state_continues(self):
         """An exception fails its block only: later blocks run and the next call still has the state."""
         sid = self.create()

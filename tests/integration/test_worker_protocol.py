@@ -1,14 +1,17 @@
 """What a worker may send the server, and what one request may make the server hold.
 
-The worker's socket to the server is reachable by the code it runs (it is one of its
-file descriptors), so the code can write anything there. These tests play that hostile
-code: frames larger than a worker may send, bytes from a worker that has no job, a forged
-set-up failure with text aimed at the server's log. Then the per-request output budget:
+The worker's socket to the server is reachable by the code it runs (descriptor 3, the
+report channel: the code sees 0, 1, 2 and it, nothing else), so the code can write
+anything there. These tests play that hostile code: frames larger than a worker may send,
+bytes from a worker that has no job, a forged set-up failure with text aimed at the
+server's log, well-formed forged reports that may change their own request's result and
+nothing else. Then the per-request output budget:
 many blocks each printing their full cap must not make a reply of hundreds of MiB.
 """
 
 import os
 import sys
+import threading
 import time
 import unittest
 
@@ -19,6 +22,8 @@ from limits import LIMITS  # noqa: E402
 
 IPC_W_SETUP_FAILED = 21
 IPC_W_BLOCK_DONE = 22
+IPC_W_JOB_DONE = 23
+IPC_W_JOB_REFUSED = 24
 
 # The code finds its socket to the server: the one socket among its descriptors.
 FIND_SOCKET = (
@@ -115,6 +120,124 @@ class FrameLimitTest(ServerTestCase):
         self.assertFalse(any(line.startswith("pyexecd: zygote 1 died: FORGED")
                              for line in self.server.log), self.server.log_text())
         self.assertFalse(any("\x1b" in line for line in self.server.log))
+
+
+class ReportChannelTest(ServerTestCase):
+    """The descriptors the code sees, and well-formed frames it forges on its channel."""
+    SERVER_FLAGS = ("--deadline-ms", "6000")
+    WORKERS = 2
+    POOL = 2
+
+    def test_only_four_descriptors(self):
+        """The code has 0 (/dev/null), 1 and 2 (the capture files) and 3 (the report socket): no other."""
+        code = ("import os, stat\nopen_fds = []\n"
+                "for n in range(4096):\n"
+                "    try:\n        st = os.fstat(n)\n    except OSError:\n        continue\n"
+                "    open_fds.append(n)\n"
+                "print(open_fds)\n"
+                "print(os.readlink('/proc/self/fd/0'))\n"
+                "print([os.readlink(f'/proc/self/fd/{n}').split(' ')[0] for n in (1, 2)])\n"
+                "print(stat.S_ISSOCK(os.fstat(3).st_mode))\n")
+        status, body = self.server.execute(code_part(code))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(results(body), [{"outcome": "OUTCOME_OK", "output":
+            "[0, 1, 2, 3]\n/dev/null\n['/memfd:pyexecd-stdout', '/memfd:pyexecd-stderr']\nTrue\n"}], body)
+
+    def forged_report(self, out_end=1 << 40):
+        """Code that prints, then forges a report that block 0 ended well (with a huge
+        stdout end and an image) and that the job is done, then goes on."""
+        return ("import os, struct, time\nprint('before', flush=True)\n"
+                "img = b'\\x89PNG\\r\\n\\x1a\\nforged'\n"
+                f"body = struct.pack('=IIIQQ', 0, 0, 0, {out_end}, 0) + struct.pack('=I', 0)\n"
+                "body += struct.pack('=I', 1) + struct.pack('=I', 9) + b'image/png'\n"
+                "body += struct.pack('=I', len(img)) + img\n"
+                f"os.write(3, struct.pack('=II', {IPC_W_BLOCK_DONE}, len(body)) + body)\n"
+                f"os.write(3, struct.pack('=II', {IPC_W_JOB_DONE}, 0))\n"
+                "time.sleep(3)\nprint('after')\n")
+
+    def test_forged_report_changes_only_its_own_result(self):
+        """A request forging 'block done' and 'job done' ends early with what it printed; a request
+        running beside it gets its own result; the server stays healthy and leaks nothing."""
+        other = {}
+
+        def run_other():
+            other["reply"] = self.server.execute(code_part(
+                "import time\ntime.sleep(1.5)\nprint(sum(range(10)))"))
+
+        t = threading.Thread(target=run_other)
+        t.start()
+        start = time.monotonic()
+        status, body = self.server.execute(code_part(self.forged_report()))
+        took = time.monotonic() - start
+        t.join()
+        self.assertEqual(status, 200, body)
+        res = results(body)
+        self.assertEqual(res, [{"outcome": "OUTCOME_OK", "output": "before\n"}], body)
+        self.assertLess(took, 2.5, "the forged end was not believed")
+        self.assertEqual(other["reply"][0], 200, other)
+        self.assertEqual(results(other["reply"][1]),
+                         [{"outcome": "OUTCOME_OK", "output": "45\n"}], other)
+        status, h = self.server.health()
+        self.assertEqual(status, 200, h)
+        end = time.monotonic() + 10
+        while len(self.server.stray_processes()) > h["pool"]["ready"] + h["pool"]["starting"]:
+            self.assertLess(time.monotonic(), end, self.server.stray_processes())
+            time.sleep(0.1)
+            _, h = self.server.health()
+
+    def test_forged_report_in_a_session_ends_only_that_session(self):
+        """In a session the forged end answers its call early; the real reports that follow
+        arrive while it waits, which ends it. Another session keeps its state."""
+        sids = []
+        for _ in range(2):
+            status, body, _ = self.server.request("POST", "/v1/sessions", {})
+            self.assertEqual(status, 200, body)
+            sids.append(body["name"].split("/")[1])
+            self.addCleanup(self.server.request, "DELETE", f"/v1/sessions/{sids[-1]}")
+        status, body, _ = self.server.request(
+            "POST", f"/v1/sessions/{sids[1]}:execute", {"parts": [code_part("x = 5")]})
+        self.assertEqual(status, 200, body)
+        status, body, _ = self.server.request(
+            "POST", f"/v1/sessions/{sids[0]}:execute",
+            {"parts": [code_part(self.forged_report())]})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(results(body), [{"outcome": "OUTCOME_OK", "output": "before\n"}], body)
+        end = time.monotonic() + 10
+        while True:
+            status, body, _ = self.server.request("GET", f"/v1/sessions/{sids[0]}")
+            if status == 404 or time.monotonic() > end:
+                break
+            time.sleep(0.1)
+        self.assertEqual(status, 404, body)
+        status, body, _ = self.server.request(
+            "POST", f"/v1/sessions/{sids[1]}:execute", {"parts": [code_part("print(x)")]})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(results(body), [{"outcome": "OUTCOME_OK", "output": "5\n"}], body)
+
+    def test_forged_refusal_without_input_files_is_a_breach(self):
+        """'Could not write input file 0' from a call that sent none is not believed: the
+        worker is ended as a protocol breach and its call fails."""
+        code = ("import os, struct, time\n"
+                f"os.write(3, struct.pack('=IIII', {IPC_W_JOB_REFUSED}, 8, 0, 17))\n"
+                "time.sleep(3)\n")
+        status, body = self.server.execute(code_part(code))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(results(body)[-1]["outcome"], "OUTCOME_FAILED", body)
+        wait_logged(self.server, "JOB_REFUSED names no input file")
+
+    def test_forged_refusal_with_input_files_is_a_400_for_that_call(self):
+        """With an input file the same forgery is believable: its own call gets the 400
+        (the message built from the server's own names); the server serves on."""
+        code = ("import os, struct, time\n"
+                f"os.write(3, struct.pack('=IIII', {IPC_W_JOB_REFUSED}, 8, 0, 17))\n"
+                "time.sleep(3)\n")
+        body = {"parts": [{"inlineData": {"mimeType": "text/plain", "data": "eA=="}},
+                          code_part(code)]}
+        status, reply = self.server.execute(body)
+        self.assertEqual(status, 400, reply)
+        self.assertIn("input_file_0.txt", reply["error"]["message"])
+        status, reply = self.server.execute(code_part("print(1)"))
+        self.assertEqual(results(reply), [{"outcome": "OUTCOME_OK", "output": "1\n"}], reply)
 
 
 # A native thread that sleeps, writes a buffer to a descriptor, then sleeps for ever: it

@@ -627,7 +627,7 @@ static void test_encode_health(void)
                                "\"networkNamespace\":null,\"ipcNamespace\":null,"
                                "\"utsNamespace\":null,\"pidNamespace\":null,"
                                "\"userNamespace\":null,\"landlock\":null,"
-                               "\"cgroupMemory\":null,\"cgroupPids\":null}"));
+                               "\"cgroupMemory\":null,\"cgroupPids\":null,\"minimalRoot\":null}"));
     CHECK(json && strstr(json, "\"status\":\"unavailable\""));
     free(json);
 
@@ -647,7 +647,7 @@ static void test_encode_health(void)
                                "\"networkNamespace\":true,\"ipcNamespace\":false,"
                                "\"utsNamespace\":false,\"pidNamespace\":false,"
                                "\"userNamespace\":false,\"landlock\":false,"
-                               "\"cgroupMemory\":false,\"cgroupPids\":false}"));
+                               "\"cgroupMemory\":false,\"cgroupPids\":false,\"minimalRoot\":false}"));
     CHECK(json && strstr(json, "\"status\":\"ok\""));
     CHECK(json && strstr(json, "\"python\":\"3.11.2\""));
     CHECK(json && strstr(json, "\"libraries\":{\"numpy\":\"2.3.5\",\"chess\":null}"));
