@@ -16,15 +16,23 @@ void interpreter_info_put(struct ipc_buf *b, const struct interpreter_info *info
         ipc_put_bytes(b, info->import_failures[i], strlen(info->import_failures[i]));
 }
 
-/* Copies a length-prefixed string into dst (size n), cut to fit. */
+/* Copies a length-prefixed string into dst (size n): up to a NUL inside it (so that it
+ * reads back the same through interpreter_info_put), and cut to fit at a character's
+ * start, never inside a UTF-8 sequence (the strings end up in JSON documents). */
 static void get_string(struct ipc_cursor *c, char *dst, size_t n)
 {
     size_t len;
     const unsigned char *p = ipc_get_bytes(c, &len);
     if (!p)
         len = 0;
-    if (len >= n)
+    const unsigned char *nul = len ? memchr(p, '\0', len) : NULL;
+    if (nul)
+        len = (size_t)(nul - p);
+    if (len >= n) {
         len = n - 1;
+        while (len > 0 && (p[len] & 0xC0) == 0x80)   /* p[len]: the first byte left out */
+            len--;
+    }
     if (len)
         memcpy(dst, p, len);
     dst[len] = '\0';

@@ -255,6 +255,11 @@ static enum px_result parse_inline_data(const cJSON *v, const char *path, struct
     subpath(sub, sizeof(sub), path, "data");
     if (f[1] && !cJSON_IsString(f[1]))
         return bad_type(f[1], sub, "TYPE_BYTES", ps->msg, ps->msglen);
+    if (f[2] && !cJSON_IsString(f[2])) {
+        subpath(sub, sizeof(sub), path, "display_name");
+        return bad_type(f[2], sub, "TYPE_STRING", ps->msg, ps->msglen);
+    }
+    subpath(sub, sizeof(sub), path, "data");
     const char *data = f[1] ? f[1]->valuestring : "";
     p->data = base64_decode(data, strlen(data), &p->data_len);
     if (!p->data)
@@ -314,6 +319,17 @@ static enum px_result parse_part(const cJSON *v, const char *path, struct gpart 
     }
     if (r != PX_OK)
         return r;
+    static const struct {
+        enum part_field f;
+        const char *snake;
+    } messages[] = {{P_VIDEO_METADATA, "video_metadata"}, {P_PART_METADATA, "part_metadata"},
+                    {P_MEDIA_RESOLUTION, "media_resolution"}};
+    for (size_t i = 0; i < sizeof(messages) / sizeof(messages[0]); i++) {
+        if (f[messages[i].f] && !cJSON_IsObject(f[messages[i].f])) {
+            subpath(sub, sizeof(sub), path, messages[i].snake);
+            return bad_type(f[messages[i].f], sub, "TYPE_MESSAGE", ps->msg, ps->msglen);
+        }
+    }
     if (f[P_THOUGHT]) {
         if (!cJSON_IsBool(f[P_THOUGHT])) {
             subpath(sub, sizeof(sub), path, "thought");
@@ -447,6 +463,109 @@ static enum px_result parse_system(const cJSON *v, struct gen_request *out, stru
     return r;
 }
 
+/* generationConfig: accepted (no backend reads it), but only as the real API would: its
+ * known fields (the Gemini API's and Vertex AI's), each of its type. Numbers may be JSON
+ * numbers or numeric strings, as proto3 JSON allows. */
+enum gc_type { GC_NUMBER, GC_BOOL, GC_STRING, GC_STRINGS, GC_OBJECT, GC_ANY };
+static const struct {
+    const char *camel;
+    const char *snake;
+    enum gc_type type;
+} generation_config_fields[] = {
+    {"stopSequences", "stop_sequences", GC_STRINGS},
+    {"responseMimeType", "response_mime_type", GC_STRING},
+    {"responseSchema", "response_schema", GC_OBJECT},
+    {"responseJsonSchema", "response_json_schema", GC_ANY},
+    {"responseModalities", "response_modalities", GC_STRINGS},
+    {"candidateCount", "candidate_count", GC_NUMBER},
+    {"maxOutputTokens", "max_output_tokens", GC_NUMBER},
+    {"temperature", "temperature", GC_NUMBER},
+    {"topP", "top_p", GC_NUMBER},
+    {"topK", "top_k", GC_NUMBER},
+    {"seed", "seed", GC_NUMBER},
+    {"presencePenalty", "presence_penalty", GC_NUMBER},
+    {"frequencyPenalty", "frequency_penalty", GC_NUMBER},
+    {"responseLogprobs", "response_logprobs", GC_BOOL},
+    {"logprobs", "logprobs", GC_NUMBER},
+    {"enableEnhancedCivicAnswers", "enable_enhanced_civic_answers", GC_BOOL},
+    {"speechConfig", "speech_config", GC_OBJECT},
+    {"thinkingConfig", "thinking_config", GC_OBJECT},
+    {"imageConfig", "image_config", GC_OBJECT},
+    {"mediaResolution", "media_resolution", GC_STRING},
+    {"routingConfig", "routing_config", GC_OBJECT},
+    {"modelSelectionConfig", "model_selection_config", GC_OBJECT},
+    {"audioTimestamp", "audio_timestamp", GC_BOOL},
+    {"enableAffectiveDialog", "enable_affective_dialog", GC_BOOL},
+};
+#define GC_NFIELDS (sizeof(generation_config_fields) / sizeof(generation_config_fields[0]))
+
+static int numeric(const cJSON *v)
+{
+    if (cJSON_IsNumber(v))
+        return 1;
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        return 0;
+    char *end;
+    strtod(v->valuestring, &end);
+    return *end == '\0';
+}
+
+static enum px_result parse_generation_config(const cJSON *v, struct parse *ps)
+{
+    const char *names[GC_NFIELDS];
+    const cJSON *f[GC_NFIELDS];
+    char sub[160];
+    for (size_t i = 0; i < GC_NFIELDS; i++)
+        names[i] = generation_config_fields[i].camel;
+    enum px_result r = fields(v, names, GC_NFIELDS, f, "generation_config", 0, ps->msg,
+                              ps->msglen);
+    if (r != PX_OK)
+        return r;
+    static const char *const type_names[] = {
+        [GC_NUMBER] = "TYPE_FLOAT", [GC_BOOL] = "TYPE_BOOL", [GC_STRING] = "TYPE_STRING",
+        [GC_STRINGS] = "TYPE_STRING", [GC_OBJECT] = "TYPE_MESSAGE", [GC_ANY] = "",
+    };
+    for (size_t i = 0; i < GC_NFIELDS; i++) {
+        const cJSON *x = f[i];
+        if (!x)
+            continue;
+        enum gc_type t = generation_config_fields[i].type;
+        int ok = t == GC_NUMBER ? numeric(x) : t == GC_BOOL ? cJSON_IsBool(x)
+               : t == GC_STRING ? cJSON_IsString(x) : t == GC_OBJECT ? cJSON_IsObject(x)
+               : t == GC_ANY ? 1 : cJSON_IsArray(x);
+        const cJSON *bad = x;
+        if (ok && t == GC_STRINGS) {
+            for (const cJSON *e = x->child; e; e = e->next)
+                if (!cJSON_IsString(e)) {
+                    ok = 0;
+                    bad = e;
+                    break;
+                }
+        }
+        if (!ok) {
+            snprintf(sub, sizeof(sub), "generation_config.%s",
+                     generation_config_fields[i].snake);
+            return bad_type(bad, sub, type_names[t], ps->msg, ps->msglen);
+        }
+    }
+    return PX_OK;
+}
+
+/* safetySettings: a list of SafetySetting objects (not read further). */
+static enum px_result parse_safety_settings(const cJSON *v, struct parse *ps)
+{
+    size_t i = 0;
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        if (!cJSON_IsObject(e)) {
+            char sub[48];
+            snprintf(sub, sizeof(sub), "safety_settings[%zu]", i);
+            return bad_type(e, sub, "type.googleapis.com/google.ai.generativelanguage.v1beta."
+                            "SafetySetting", ps->msg, ps->msglen);
+        }
+    }
+    return PX_OK;
+}
+
 enum req_field {
     R_CONTENTS, R_TOOLS, R_TOOL_CONFIG, R_SYSTEM, R_GENERATION_CONFIG, R_SAFETY,
     R_CACHED_CONTENT, R_LABELS, R_MODEL, R_GENERATE_CONTENT_REQUEST, R_COUNT
@@ -490,6 +609,11 @@ static enum px_result parse_request_object(const cJSON *root, int count_tokens,
                             shapes[i].object == 3 ? "TYPE_STRING" : "TYPE_MESSAGE", ps->msg,
                             ps->msglen);
     }
+    if (f[R_GENERATION_CONFIG] &&
+        (r = parse_generation_config(f[R_GENERATION_CONFIG], ps)) != PX_OK)
+        return r;
+    if (f[R_SAFETY] && (r = parse_safety_settings(f[R_SAFETY], ps)) != PX_OK)
+        return r;
     if (f[R_TOOLS] && (r = parse_tools(f[R_TOOLS], &out->code_tool, ps)) != PX_OK)
         return r;
     if (f[R_SYSTEM] && (r = parse_system(f[R_SYSTEM], out, ps)) != PX_OK)
@@ -586,6 +710,15 @@ static const char *status_of_http(int code)
     return code >= 500 ? "INTERNAL" : "FAILED_PRECONDITION";
 }
 
+/* Copies src into dst (size n), cut to fit at a character's start: the fault's strings
+ * go into error bodies, which must stay valid UTF-8. */
+static void copy_cut(char *dst, size_t n, const char *src)
+{
+    size_t len = utf8_cut((const unsigned char *)src, strnlen(src, n - 1));
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
 /* A script line's "fault" object. */
 static enum px_result parse_fault(const cJSON *v, struct script_fault *f, char *msg,
                                   size_t msglen)
@@ -608,12 +741,12 @@ static enum px_result parse_fault(const cJSON *v, struct script_fault *f, char *
             return fail(msg, msglen, PX_INVALID_ARGUMENT,
                         "\"fault.error.code\" must be an HTTP error status (400-599)");
         f->error_code = (int)e[0]->valuedouble;
-        snprintf(f->error_status, sizeof(f->error_status), "%s",
+        copy_cut(f->error_status, sizeof(f->error_status),
                  cJSON_IsString(e[1]) ? e[1]->valuestring : status_of_http(f->error_code));
-        snprintf(f->error_message, sizeof(f->error_message), "%s",
+        copy_cut(f->error_message, sizeof(f->error_message),
                  cJSON_IsString(e[2]) ? e[2]->valuestring : "Injected by the script.");
         if (cJSON_IsString(e[3]))
-            snprintf(f->retry_delay, sizeof(f->retry_delay), "%s", e[3]->valuestring);
+            copy_cut(f->retry_delay, sizeof(f->retry_delay), e[3]->valuestring);
     }
     unsigned *dst[] = {&f->delay_ms, &f->cut_after_events, &f->deadline_ms};
     for (int i = 0; i < 3; i++) {

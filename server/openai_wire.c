@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../common/limits.h"
+#include "utf8.h"
 #include "wire_json.h"
 
 void openai_step_release(struct openai_step *s)
@@ -270,10 +271,23 @@ enum px_result openai_parse_reply(const char *body, size_t len, struct openai_st
                                   char *msg, size_t msglen)
 {
     memset(out, 0, sizeof(*out));
+    /* A local model may cut a character in two; its text becomes parts of a reply, which
+     * must be valid UTF-8: repair the bytes (U+FFFD) rather than refuse the turn. */
+    char *repaired = NULL;
+    if (utf8_valid_prefix((const unsigned char *)body, len) != len) {
+        size_t repaired_len;
+        if (utf8_sanitize((const unsigned char *)body, len, &repaired, &repaired_len) < 0) {
+            snprintf(msg, msglen, "out of memory while reading its answer");
+            return PX_INTERNAL;
+        }
+        body = repaired;
+        len = repaired_len;
+    }
     const char *why = wire_precheck_body(body, len, LIMIT_GEN_JSON_VALUES);
     cJSON *root = why ? NULL : cJSON_ParseWithLengthOpts(body, len + 1, NULL, 1);
     if (!root) {
         snprintf(msg, msglen, "its answer is not JSON%s%s", why ? ": " : "", why ? why : "");
+        free(repaired);
         return PX_INTERNAL;
     }
     enum px_result r = PX_INTERNAL;
@@ -325,6 +339,7 @@ oom:
     snprintf(msg, msglen, "out of memory while reading its answer");
 out:
     cJSON_Delete(root);
+    free(repaired);
     if (r != PX_OK)
         openai_step_release(out);
     return r;
@@ -344,6 +359,9 @@ char *openai_call_code(const char *arguments, char *msg, size_t msglen)
                  why ? why : "");
     else if (!cJSON_IsString(code) || !code->valuestring[0])
         snprintf(msg, msglen, "the arguments have no \"code\" string");
+    else if (utf8_valid_prefix((const unsigned char *)code->valuestring,
+                               strlen(code->valuestring)) != strlen(code->valuestring))
+        snprintf(msg, msglen, "the code is not valid UTF-8");
     else if (!(out = strdup(code->valuestring)))
         snprintf(msg, msglen, "out of memory");
     cJSON_Delete(root);

@@ -42,13 +42,13 @@ char *openai_encode_request(const char *model, const struct gen_request *req,
                             size_t *len);
 
 /* Reads choices[0].message of a response body (NUL-terminated at body[len]) into *out:
- * its text and tool calls (results NULL). Returns PX_OK, or PX_INTERNAL with why the body
- * is not a chat completion in msg. */
+ * its text and tool calls (results NULL); bytes that are not UTF-8 are read as U+FFFD.
+ * Returns PX_OK, or PX_INTERNAL with why the body is not a chat completion in msg. */
 enum px_result openai_parse_reply(const char *body, size_t len, struct openai_step *out,
                                   char *msg, size_t msglen);
 
 /* The code of a run_python call's arguments ({"code": "..."}): malloc'd (caller frees),
- * or NULL with why not in msg. */
+ * valid UTF-8; or NULL with why not in msg. */
 char *openai_call_code(const char *arguments, char *msg, size_t msglen);
 
 #endif

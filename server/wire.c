@@ -1,6 +1,7 @@
 #include "wire.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,7 +35,8 @@ static enum px_result errorf(char *msg, size_t msglen, enum px_result r, const c
 
 /* Checks the body before cJSON sees it. cJSON 1.7.15 silently ends a string at an escaped
  * NUL ("a\u0000b" parses as "a"), which would run different code than the client sent:
- * refuse those, and raw NUL bytes. And count the values (each ',' '[' '{' outside
+ * refuse those, and raw NUL bytes; and what cJSON lets through that JSON does not: control
+ * bytes outside strings (taken for white space) and inside them, and invalid escapes. And count the values (each ',' '[' '{' outside
  * strings starts at most one more): a body of millions of tiny values would make the
  * parser allocate far more than the body. Returns NULL if acceptable, else why not. */
 const char *wire_precheck_body(const char *s, size_t n, size_t max_values)
@@ -46,6 +48,10 @@ const char *wire_precheck_body(const char *s, size_t n, size_t max_values)
         if (c == '\0')
             return "Strings must not contain NUL characters (\\u0000).";
         if (!in_string) {
+            /* cJSON skips every byte up to a space as white space; JSON allows only
+             * these four, and "\x01{}" is not an empty object. */
+            if ((unsigned char)c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r')
+                return "A control character stands outside a string.";
             if (c == '"')
                 in_string = 1;
             else if ((c == ',' || c == '[' || c == '{') && ++values > max_values)
@@ -54,10 +60,21 @@ const char *wire_precheck_body(const char *s, size_t n, size_t max_values)
         }
         if (c == '"') {
             in_string = 0;
+        } else if ((unsigned char)c < 0x20) {
+            return "A control character stands unescaped inside a string.";
         } else if (c == '\\' && i + 1 < n) {
-            if (s[i + 1] == 'u' && i + 5 < n && s[i + 2] == '0' && s[i + 3] == '0' &&
-                s[i + 4] == '0' && s[i + 5] == '0')
-                return "Strings must not contain NUL characters (\\u0000).";
+            char e = s[i + 1];
+            if (e == 'u') {
+                /* cJSON reads "\uZZZZ" as some character rather than refusing it. */
+                if (i + 5 >= n || !isxdigit((unsigned char)s[i + 2]) ||
+                    !isxdigit((unsigned char)s[i + 3]) || !isxdigit((unsigned char)s[i + 4]) ||
+                    !isxdigit((unsigned char)s[i + 5]))
+                    return "A \\u escape needs four hexadecimal digits.";
+                if (s[i + 2] == '0' && s[i + 3] == '0' && s[i + 4] == '0' && s[i + 5] == '0')
+                    return "Strings must not contain NUL characters (\\u0000).";
+            } else if (e == '\0' || !strchr("\"\\/bfnrt", e)) {
+                return "A string holds an invalid escape.";
+            }
             i++;   /* skip the escaped character */
         }
     }
@@ -226,6 +243,10 @@ static enum px_result parse_inline_data(struct parse_state *st, const cJSON *obj
     if (!cJSON_IsString(data))
         return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
                       "Invalid value at '%s.data' (TYPE_BYTES): base64 data is required.", sub);
+    if (f[DF_DISPLAY_NAME] && !cJSON_IsString(f[DF_DISPLAY_NAME]))
+        return errorf(st->msg, st->msglen, PX_INVALID_ARGUMENT,
+                      "Invalid value at '%s.display_name' (TYPE_STRING): a string is "
+                      "required.", sub);
     size_t enc_len = strlen(data->valuestring);
     size_t dec_len;
     unsigned char *dec = base64_decode(data->valuestring, enc_len, &dec_len);
@@ -253,7 +274,7 @@ static enum px_result parse_inline_data(struct parse_state *st, const cJSON *obj
     if (!id || !cJSON_AddStringToObject(id, "mimeType", mime->valuestring) ||
         !cJSON_AddStringToObject(id, "data", data->valuestring))
         return PX_NOMEM;
-    if (f[DF_DISPLAY_NAME] && cJSON_IsString(f[DF_DISPLAY_NAME]) &&
+    if (f[DF_DISPLAY_NAME] &&
         !cJSON_AddStringToObject(id, "displayName", f[DF_DISPLAY_NAME]->valuestring))
         return PX_NOMEM;
     return PX_OK;
