@@ -403,6 +403,15 @@ void executor_stop(void)
     pthread_join(thread, NULL);
 }
 
+void executor_release(void)
+{
+    if (epfd >= 0)
+        close(epfd);
+    if (wakefd >= 0)
+        close(wakefd);
+    epfd = wakefd = -1;
+}
+
 int executor_fatal(void)
 {
     return zygote_link_fatal();

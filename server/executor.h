@@ -79,6 +79,11 @@ void executor_snapshot(struct health_report *h);
  * joins the thread. */
 void executor_stop(void);
 
+/* Closes what executor_start opened for the loop (its epoll and wake descriptors). Only
+ * after executor_stop and once no thread can submit any more (the HTTP server stopped):
+ * a late submit would write to a closed descriptor. */
+void executor_release(void);
+
 /* Nonzero when the executor asked the process to stop because it cannot run safely (a
  * required isolation layer is missing). It sends SIGTERM to the process when it does. */
 int executor_fatal(void);

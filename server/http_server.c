@@ -452,6 +452,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&bodies_in_flight, ex->held);
     if (ex->response)
         MHD_destroy_response(ex->response);
+    /* A deferred reply whose client left before it was sent: its producer owns ctx and
+     * frees it only when it runs. */
+    if (ex->produce) {
+        int status;
+        size_t len;
+        free(ex->produce(ex->produce_ctx, &status, &len));
+    }
     pthread_mutex_destroy(&ex->lock);
     free(ex->method);
     free(ex->path);

@@ -66,7 +66,8 @@ typedef char *(*http_produce_fn)(void *ctx, int *status, size_t *len);
 
 /* Like http_exchange_reply, for a reply too costly to build on the calling thread (a
  * large execution result): `produce` is called once, later, on an HTTP thread, with ctx
- * (which it then owns and frees). */
+ * (which it then owns and frees); also when the client has gone by then, the body then
+ * discarded, so that ctx is always freed. */
 void http_exchange_reply_later(struct http_exchange *ex, http_produce_fn produce, void *ctx);
 
 /* A query-string argument (?alt=sse) or a request header, by name (headers: any case).

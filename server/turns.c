@@ -143,8 +143,10 @@ static int send_event(struct turn *t, const struct gpart *p, const char *finish_
         stream_end(t, 1);
         rc = -1;
     }
-    if (rc < 0)
+    if (rc < 0) {
+        stream_end(t, 1);   /* the client has gone: our reference to the stream, let go */
         t->answered = 1;
+    }
     return rc;
 }
 
