@@ -19,6 +19,16 @@
 #include "sandbox/zygote_main.h"
 #include "server/server_main.h"
 
+/* AddressSanitizer's options built in (PYEXECD_BUILD=asan; unused otherwise), since the
+ * zygote and its workers get an environment of the server's making, not the caller's:
+ * an allocation that cannot be satisfied returns NULL, as glibc's does, so a memory bomb
+ * still ends in MemoryError and the server's out-of-memory paths stay what they are. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+
 #ifndef PYEXECD_CONFORM_TOOL
 #define PYEXECD_CONFORM_TOOL "conform/pyexecd_conform.py"
 #endif

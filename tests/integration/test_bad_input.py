@@ -61,7 +61,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import ServerTestCase, code_part, read_until_closed, results  # noqa: E402
+from harness import SANITIZED, ServerTestCase, code_part, read_until_closed, results  # noqa: E402
 from limits import LIMITS  # noqa: E402
 
 # --- the endpoints -----------------------------------------------------------------------
@@ -883,6 +883,10 @@ class BadInputTest(ServerTestCase):
     def test_3_memory_after_three_more_passes(self):
         """After the table once (test_2, the warm-up), three more passes leave the server's
         RSS within MEMORY_GROWTH_BOUND_KB of what it was."""
+        if SANITIZED:
+            self.skipTest("skipped: AddressSanitizer keeps freed memory in quarantine on "
+                          "purpose (to catch use after free), so RSS does not come back; "
+                          "LeakSanitizer checks for leaks at the server's exit instead")
         if self.table_runs == 0:
             self.run_table()   # the warm-up, when this test runs alone
         self.assert_healthy()
