@@ -182,6 +182,12 @@
 #define LIMIT_UID_BASE_MIN          1000
 #define LIMIT_UID_BASE_MAX          4000000000ull
 
+/* Descriptors the server asks for at start (its soft RLIMIT_NOFILE, raised up to the hard
+ * limit): one per connection, and per worker or session a pidfd, its channel, its capture
+ * files and the zygote's messages (about eight), with room for the rest. The usual soft
+ * limit of 1024 would refuse connections before LIMIT_HTTP_CONNECTIONS. */
+#define LIMIT_SERVER_DESCRIPTORS    (LIMIT_HTTP_CONNECTIONS + 8 * LIMIT_SESSIONS_MAX + 1024)
+
 /* The generateContent surface (server/turns.c, server/models.c, server/model_*.c). */
 
 /* Models bound with --model at once. */
@@ -227,8 +233,8 @@
 #define LIMIT_ZYGOTE_WAIT_MS        60000
 /* A zygote that has not said HELLO by then is stuck: kill it and start another. */
 #define LIMIT_ZYGOTE_START_TIMEOUT_MS 120000
-/* Restart back-off after a zygote death: doubles from the first to the last value, and
- * resets once a zygote has lived for LIMIT_ZYGOTE_STABLE_MS. */
+/* Restart back-off after a zygote death: none for the first, then doubling from the first
+ * to the last value; resets once a zygote has lived for LIMIT_ZYGOTE_STABLE_MS. */
 #define LIMIT_ZYGOTE_BACKOFF_FIRST_MS 200
 #define LIMIT_ZYGOTE_BACKOFF_MAX_MS 10000
 #define LIMIT_ZYGOTE_STABLE_MS      30000
@@ -248,6 +254,10 @@
 /* The longest the executor's loop sleeps: the timers it does not track exactly (a
  * worker stuck starting) are checked at least this often. */
 #define LIMIT_EXECUTOR_TICK_MS      1000
+/* Once no request has run or waited for this long, the server hands the memory its
+ * allocator keeps free back to the kernel (malloc_trim): after a burst its RSS returns to
+ * what it holds, and a soak's growth shows leaks, not the heap's high-water mark. */
+#define LIMIT_IDLE_TRIM_MS          1000
 
 /* Limits that must stay in order, checked when anything is built. */
 _Static_assert(LIMIT_INPUT_FILE_BYTES <= LIMIT_BODY_BYTES,

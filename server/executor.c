@@ -5,6 +5,7 @@
 #include "executor.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -161,10 +162,29 @@ static void check_timers(void)
                        "restarting); retry shortly.");
 }
 
+/* When the last request ran or waited, and whether the memory freed since went back. */
+static int64_t busy_at;
+static int trimmed = 1;
+
+/* After LIMIT_IDLE_TRIM_MS without a request, once per idle spell: the memory the
+ * allocator holds free (in every thread's arena) goes back to the kernel. */
+static void trim_when_idle(int64_t now)
+{
+    if (admission_used(&admitted)) {
+        busy_at = now;
+        trimmed = 0;
+    } else if (!trimmed && now - busy_at >= LIMIT_IDLE_TRIM_MS) {
+        malloc_trim(0);
+        trimmed = 1;
+    }
+}
+
 /* Milliseconds until the next timer, for epoll_wait. */
 static int next_timeout(void)
 {
     int64_t now = monotonic_ms(), next = now + LIMIT_EXECUTOR_TICK_MS;
+    if (!trimmed && busy_at + LIMIT_IDLE_TRIM_MS < next)
+        next = busy_at + LIMIT_IDLE_TRIM_MS;
     next = workers_next_timer(next);
     next = zygote_link_next_timer(next);
     next = sessions_next_expiry(next);
@@ -254,6 +274,7 @@ static void *executor_main(void *arg)
         dispatch();
         sessions_sweep(monotonic_ms());
         workers_free_dead();
+        trim_when_idle(monotonic_ms());
         pthread_mutex_lock(&lock);
         stop_seen = stopping;
         pthread_mutex_unlock(&lock);

@@ -24,7 +24,9 @@ static struct zygote_link_config cfg;
 static struct zygote_process z = {.pid = 0, .ctl_fd = -1, .pidfd = -1};
 static enum zygote_state state = ZYGOTE_STARTING;
 static int64_t started_at, ready_at, restart_at, retry_at;
-static int64_t backoff_ms = LIMIT_ZYGOTE_BACKOFF_FIRST_MS;
+/* 0 until a zygote dies: the first death after a stable run restarts at once (the new
+ * zygote's imports already take seconds), later ones back off. */
+static int64_t backoff_ms;
 static unsigned restarts, start_failures, outstanding;
 static unsigned layers;
 static int layers_known;
@@ -52,7 +54,8 @@ void zygote_link_start(void)
     if (zygote_spawn(&z, cfg.argv, cfg.env, cfg.policy_fd, err, sizeof(err)) < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
         state = ZYGOTE_DOWN;
-        restart_at = monotonic_ms() + backoff_ms;
+        restart_at = monotonic_ms() + (backoff_ms > LIMIT_ZYGOTE_BACKOFF_FIRST_MS
+                                        ? backoff_ms : LIMIT_ZYGOTE_BACKOFF_FIRST_MS);
         return;
     }
     fcntl(z.ctl_fd, F_SETFL, O_NONBLOCK);
@@ -87,10 +90,11 @@ static void zygote_died(const char *why)
         stop_server();
     }
     if (state == ZYGOTE_READY && now - ready_at >= LIMIT_ZYGOTE_STABLE_MS)
-        backoff_ms = LIMIT_ZYGOTE_BACKOFF_FIRST_MS;
+        backoff_ms = 0;
     state = ZYGOTE_DOWN;
     restart_at = now + backoff_ms;
-    backoff_ms = backoff_ms * 2 > LIMIT_ZYGOTE_BACKOFF_MAX_MS ? LIMIT_ZYGOTE_BACKOFF_MAX_MS
+    backoff_ms = !backoff_ms ? LIMIT_ZYGOTE_BACKOFF_FIRST_MS
+               : backoff_ms * 2 > LIMIT_ZYGOTE_BACKOFF_MAX_MS ? LIMIT_ZYGOTE_BACKOFF_MAX_MS
                                                              : backoff_ms * 2;
     restarts++;
 }
