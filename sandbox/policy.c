@@ -134,6 +134,7 @@ struct parser {
     unsigned default_line;
 };
 
+__attribute__((format(printf, 2, 3)))
 static int perr(struct parser *ps, const char *fmt, ...)
 {
     va_list ap;

@@ -21,6 +21,7 @@
 #define PYEXECD_VERSION "0.1.0"
 #endif
 
+__attribute__((format(printf, 4, 5)))
 static enum px_result fail(char *msg, size_t msglen, enum px_result r, const char *fmt, ...)
 {
     va_list ap;

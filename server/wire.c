@@ -24,6 +24,7 @@ struct wire_execute {
     size_t nparts;
 };
 
+__attribute__((format(printf, 4, 5)))
 static enum px_result errorf(char *msg, size_t msglen, enum px_result r, const char *fmt, ...)
 {
     va_list ap;
