@@ -416,7 +416,10 @@ static void test_interpreter_info(void)
     in.nlibraries = INTERPRETER_INFO_LIBRARIES;
     for (unsigned i = 0; i < in.nlibraries; i++) {
         snprintf(in.libraries[i].name, sizeof(in.libraries[i].name), "lib%u", i);
-        snprintf(in.libraries[i].version, sizeof(in.libraries[i].version), i % 2 ? "" : "1.%u", i);
+        if (i % 2)
+            in.libraries[i].version[0] = '\0';   /* a library without a version */
+        else
+            snprintf(in.libraries[i].version, sizeof(in.libraries[i].version), "1.%u", i);
         in.libraries[i].lists = i % 3;
     }
     in.nfailures = 1;
