@@ -32,7 +32,8 @@ enum {
     OPT_MAX_SESSIONS, OPT_SESSION_IDLE, OPT_SESSION_LIFETIME, OPT_QUEUE_WAIT,
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
-    OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_FIDELITY, OPT_HELP, OPT_VERSION,
+    OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_FIDELITY, OPT_DRAIN, OPT_HELP,
+    OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -45,6 +46,7 @@ static const struct option long_options[] = {
     {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
     {"session-idle-ms", required_argument, NULL, OPT_SESSION_IDLE},
     {"session-lifetime-ms", required_argument, NULL, OPT_SESSION_LIFETIME},
+    {"drain-ms", required_argument, NULL, OPT_DRAIN},
     {"deadline-ms", required_argument, NULL, OPT_DEADLINE},
     {"output-bytes", required_argument, NULL, OPT_OUTPUT},
     {"worker-memory-mib", required_argument, NULL, OPT_MEMORY},
@@ -83,6 +85,9 @@ static void usage(FILE *f)
 "  --max-sessions N          sessions alive at once; past it: 429 (default %d)\n"
 "  --session-idle-ms MS      a session unused this long ends (default %u)\n"
 "  --session-lifetime-ms MS  a session ends at this age (default %u)\n"
+"  --drain-ms MS             on SIGTERM, how long requests already taken may still run\n"
+"                            before the server stops (default %u; a second SIGTERM stops\n"
+"                            at once)\n"
 "  --policy FILE             sandbox policy: seccomp rules and limits (default: the\n"
 "                            built-in policies/default.policy; grammar in policies/README.md)\n"
 "  --print-policy FILE       print FILE's compiled seccomp filter (PFC) and exit\n"
@@ -116,7 +121,7 @@ static void usage(FILE *f)
 "  --help                    this text\n"
 "  --version                 the version\n",
             LIMIT_POOL, LIMIT_QUEUE, LIMIT_QUEUE_WAIT_MS, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
-            LIMIT_SESSION_LIFETIME_MS, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
+            LIMIT_SESSION_LIFETIME_MS, LIMIT_DRAIN_MS, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
             LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE, LIMIT_UPSTREAM_TIMEOUT_MS);
 }
 
@@ -198,6 +203,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     c->session_idle_ms = LIMIT_SESSION_IDLE_MS;
     c->session_lifetime_ms = LIMIT_SESSION_LIFETIME_MS;
     c->queue_wait_ms = LIMIT_QUEUE_WAIT_MS;
+    c->drain_ms = LIMIT_DRAIN_MS;
     c->site_packages = PYEXECD_SITE_PACKAGES;
     snprintf(state_default, sizeof(state_default), "/tmp/pyexecd-%u", (unsigned)geteuid());
     c->state_dir = state_default;
@@ -226,6 +232,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
         {OPT_MAX_SESSIONS, 0, LIMIT_SESSIONS_MAX, &c->max_sessions},
         {OPT_SESSION_IDLE, LIMIT_WAIT_MS_MIN, LIMIT_SESSION_MS_MAX, &c->session_idle_ms},
         {OPT_SESSION_LIFETIME, LIMIT_WAIT_MS_MIN, LIMIT_SESSION_MS_MAX, &c->session_lifetime_ms},
+        {OPT_DRAIN, 0, LIMIT_DRAIN_MS_MAX, &c->drain_ms},
         {OPT_DEADLINE, LIMIT_DEADLINE_MS_MIN, LIMIT_DEADLINE_MS_MAX, &c->deadline_ms},
         {OPT_UID_BASE, LIMIT_UID_BASE_MIN, LIMIT_UID_BASE_MAX, &c->uid_base},
         {OPT_UPSTREAM_TIMEOUT, LIMIT_UPSTREAM_TIMEOUT_MS_MIN, LIMIT_UPSTREAM_TIMEOUT_MS_MAX,

@@ -147,6 +147,12 @@
 /* HTTP connections served at once (libmicrohttpd's limit); each suspended one, waiting
  * for its execution, costs a few kilobytes. */
 #define LIMIT_HTTP_CONNECTIONS      1024
+/* On SIGTERM the server stops accepting and lets the requests it has taken finish for up
+ * to this long (--drain-ms): the default deadline of a block, and five seconds to encode
+ * and send its reply. A longer turn or a slower upstream is cut at the end of it. */
+#define LIMIT_DRAIN_MS              (LIMIT_DEADLINE_MS + 5000)
+/* How often a drain looks whether the last request has gone. */
+#define LIMIT_DRAIN_POLL_MS         50
 /* Seconds an idle keep-alive connection (not one waiting on an execution) stays open. */
 #define LIMIT_HTTP_IDLE_TIMEOUT_S   60
 
@@ -177,6 +183,7 @@
 #define LIMIT_SESSIONS_MAX          4096
 #define LIMIT_WAIT_MS_MIN           100         /* queue wait, session idle and lifetime */
 #define LIMIT_QUEUE_WAIT_MS_MAX     (24u * 3600 * 1000)
+#define LIMIT_DRAIN_MS_MAX          (24u * 3600 * 1000)
 #define LIMIT_SESSION_MS_MAX        (7u * 24 * 3600 * 1000)
 /* Worker uids start at least here: below are the system's and its users' own. */
 #define LIMIT_UID_BASE_MIN          1000

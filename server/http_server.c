@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -36,6 +37,11 @@ struct http_exchange {
 /* Request body bytes received and held by all connections together: never more than
  * LIMIT_BODIES_IN_FLIGHT. */
 static atomic_size_t bodies_in_flight;
+/* Exchanges begun and not yet completed (a request read, waiting, or its reply being
+ * sent); idle keep-alive connections hold none. A drain waits for this to reach 0. */
+static atomic_uint exchanges_open;
+/* Set by http_server_drain: no new connections, and every reply closes its connection. */
+static atomic_int draining;
 
 static struct MHD_Daemon *daemon_;
 static struct http_server_options options;
@@ -289,8 +295,10 @@ static enum MHD_Result reply_or_wait(struct http_exchange *ex)
     if (!resp)
         return MHD_NO;
     /* After a request whose body's end is in doubt, the bytes that follow are not a
-     * request: close the connection rather than read them as one. */
-    if (ex->framing_error &&
+     * request: close the connection rather than read them as one. While draining, every
+     * connection closes after its reply, so that its client's next request goes to a
+     * server that stays. */
+    if ((ex->framing_error || atomic_load(&draining)) &&
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES) {
         MHD_destroy_response(resp);
         return MHD_NO;
@@ -380,6 +388,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         ex = calloc(1, sizeof(*ex));
         if (!ex)
             return MHD_NO;
+        atomic_fetch_add(&exchanges_open, 1);
         ex->conn = conn;
         ex->method = strdup(method);
         ex->path = strdup(url);
@@ -449,6 +458,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)code;
     if (!ex)
         return;
+    atomic_fetch_sub(&exchanges_open, 1);
     atomic_fetch_sub(&bodies_in_flight, ex->held);
     if (ex->response)
         MHD_destroy_response(ex->response);
@@ -506,6 +516,27 @@ void http_server_quiesce(void)
         if (fd != MHD_INVALID_SOCKET)
             quiesced_fd = fd;
     }
+}
+
+void http_server_drain(void)
+{
+    atomic_store(&draining, 1);
+    http_server_quiesce();
+    /* The socket stops listening now (a new connection is refused rather than left in the
+     * listen queue, so a client or a balancer's check tries elsewhere at once), but is
+     * closed only after MHD_stop_daemon: MHD's threads may still hold its number. */
+    if (quiesced_fd >= 0)
+        shutdown(quiesced_fd, SHUT_RDWR);
+}
+
+int http_server_draining(void)
+{
+    return atomic_load(&draining);
+}
+
+unsigned http_server_open_exchanges(void)
+{
+    return atomic_load(&exchanges_open);
 }
 
 void http_server_stop(void)

@@ -33,6 +33,17 @@ int http_server_start(const struct http_server_options *opt, char *err, size_t e
 /* Stops accepting new connections (the in-flight ones still finish). */
 void http_server_quiesce(void);
 
+/* Begins a drain: the listening socket stops listening (new connections are refused),
+ * and from now on every reply closes its connection. Requests already taken go on. */
+void http_server_drain(void);
+
+/* Nonzero once http_server_drain has been called. Thread-safe. */
+int http_server_draining(void);
+
+/* Exchanges begun and not completed: requests being read, waiting for their reply, or
+ * having it sent. Idle keep-alive connections are not counted. Thread-safe. */
+unsigned http_server_open_exchanges(void);
+
 /* Stops the server. Every exchange must have been replied to. */
 void http_server_stop(void);
 

@@ -244,6 +244,27 @@ static void handle_health(struct http_exchange *ex)
                         body, len, NULL);
 }
 
+/* GET /readyz: 200 while the server takes work; 503 while its zygote is not ready (it
+ * starts or restarts) and once it drains, so that a load balancer sends nothing then.
+ * /healthz is the liveness check. */
+static void handle_ready(struct http_exchange *ex)
+{
+    struct health_report h;
+    executor_snapshot(&h);
+    if (http_server_draining()) {
+        reply_error(ex, PX_SHUTTING_DOWN, "The server is shutting down.", NULL);
+        return;
+    }
+    if (h.zygote_state != ZYGOTE_READY) {
+        reply_error(ex, PX_UNAVAILABLE, "The execution environment is starting (its zygote "
+                    "process is not ready yet).", NULL);
+        return;
+    }
+    static const char ready[] = "{\"status\": \"ready\"}";
+    char *body = strdup(ready);
+    http_exchange_reply(ex, body ? 200 : 500, body, body ? sizeof(ready) - 1 : 0, NULL);
+}
+
 /* GET /v1/environment: what the sandbox's interpreter holds, against the real service's
  * documented lists. */
 static void handle_environment(struct http_exchange *ex)
@@ -271,6 +292,8 @@ static const struct route {
     {"/v1/environment", "GET", "GET", handle_environment},
     {"/healthz", "GET", "GET, HEAD", handle_health},
     {"/healthz", "HEAD", "GET, HEAD", handle_health},
+    {"/readyz", "GET", "GET, HEAD", handle_ready},
+    {"/readyz", "HEAD", "GET, HEAD", handle_ready},
 };
 
 void routes_handle(struct http_exchange *ex)
@@ -294,6 +317,12 @@ void routes_handle(struct http_exchange *ex)
     if (http_exchange_overloaded(ex)) {
         reply_error(ex, PX_UNAVAILABLE, "The server is holding too many request bodies; "
                     "retry shortly.", NULL);
+        return;
+    }
+    /* Draining: what was taken runs on, nothing new is (the probes still answer). */
+    if (http_server_draining() && strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0) {
+        reply_error(ex, PX_SHUTTING_DOWN, "The server is shutting down; send the request to "
+                    "another server or retry shortly.", NULL);
         return;
     }
     if (route_session(ex, path, method))

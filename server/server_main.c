@@ -15,12 +15,14 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server_main.h"
 
 #include "../common/isolation.h"
 #include "../common/limits.h"
+#include "clock.h"
 #include "executor.h"
 #include "http_client.h"
 #include "http_server.h"
@@ -155,6 +157,34 @@ static void raise_descriptor_limit(void)
                 LIMIT_HTTP_CONNECTIONS);
 }
 
+/* The first stop signal (sig): stop accepting, let the requests already taken finish for
+ * up to drain_ms, and return; a second signal of `stop` returns at once. What is still
+ * running then is answered 503 by the shutdown that follows. */
+static void drain(const sigset_t *stop, int sig, unsigned drain_ms)
+{
+    fprintf(stderr, "pyexecd: signal %d, draining: %u requests in flight, up to %u ms (a "
+            "second signal stops at once)\n", sig, http_server_open_exchanges(), drain_ms);
+    http_server_drain();
+    int64_t end = monotonic_ms() + drain_ms;
+    while (http_server_open_exchanges() > 0) {
+        int64_t left = end - monotonic_ms();
+        if (left <= 0) {
+            fprintf(stderr, "pyexecd: drain time over, %u requests cut\n",
+                    http_server_open_exchanges());
+            break;
+        }
+        if (left > LIMIT_DRAIN_POLL_MS)
+            left = LIMIT_DRAIN_POLL_MS;
+        struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (long)(left % 1000) * 1000000};
+        int again = sigtimedwait(stop, NULL, &ts);
+        if (again > 0) {
+            fprintf(stderr, "pyexecd: signal %d again, stopping now\n", again);
+            return;
+        }
+    }
+    fprintf(stderr, "pyexecd: drained, shutting down\n");
+}
+
 int server_run(const struct config *c, const struct policy_summary *policy, int argc,
                char **argv)
 {
@@ -272,8 +302,7 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
 
     int sig = 0;
     sigwait(&stop, &sig);
-    fprintf(stderr, "pyexecd: signal %d, shutting down\n", sig);
-    http_server_quiesce();
+    drain(&stop, sig, c->drain_ms);
     turns_stop();      /* queued turns get 503; running ones end at their next step */
     executor_stop();   /* answers every pending request, so no connection stays suspended */
     turns_join();

@@ -188,7 +188,8 @@ class Server:
             pass
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(20)
+            # SIGTERM drains: a request still running may take its deadline (--drain-ms).
+            self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError("pyexecd did not stop on SIGTERM:\n" + self.log_text())

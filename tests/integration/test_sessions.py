@@ -771,11 +771,13 @@ class ZygoteRestartTest(SessionCase):
 
 
 class ShutdownTest(unittest.TestCase):
-    """SIGTERM to a server holding sessions, one of them running."""
+    """SIGTERM to a server holding sessions, one of them running, with a drain time (half
+    a second) shorter than the calls: what is cut when it is over (test_drain.py: what
+    finishes within it)."""
 
     def test_stop_with_live_sessions(self):
-        """On SIGTERM a running session call is answered 503 (like /v1/execute) and no worker survives."""
-        server = Server(workers=2, pool=2).start()
+        """Once the drain time is over a running session call is answered 503 (like /v1/execute) and no worker survives."""
+        server = Server("--drain-ms", "500", workers=2, pool=2).start()
         try:
             sids = []
             for _ in range(2):
