@@ -32,8 +32,8 @@ enum {
     OPT_MAX_SESSIONS, OPT_SESSION_IDLE, OPT_SESSION_LIFETIME, OPT_QUEUE_WAIT,
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
-    OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_FIDELITY, OPT_DRAIN, OPT_HELP,
-    OPT_VERSION,
+    OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_FIDELITY, OPT_DRAIN, OPT_API_KEY_FILE,
+    OPT_ALLOW_UNAUTHENTICATED, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -47,6 +47,8 @@ static const struct option long_options[] = {
     {"session-idle-ms", required_argument, NULL, OPT_SESSION_IDLE},
     {"session-lifetime-ms", required_argument, NULL, OPT_SESSION_LIFETIME},
     {"drain-ms", required_argument, NULL, OPT_DRAIN},
+    {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
+    {"allow-unauthenticated", no_argument, NULL, OPT_ALLOW_UNAUTHENTICATED},
     {"deadline-ms", required_argument, NULL, OPT_DEADLINE},
     {"output-bytes", required_argument, NULL, OPT_OUTPUT},
     {"worker-memory-mib", required_argument, NULL, OPT_MEMORY},
@@ -88,6 +90,9 @@ static void usage(FILE *f)
 "  --drain-ms MS             on SIGTERM, how long requests already taken may still run\n"
 "                            before the server stops (default %u; a second SIGTERM stops\n"
 "                            at once)\n"
+"  --api-key-file FILE       API keys a request must present (x-goog-api-key, ?key= or\n"
+"                            Authorization: Bearer), one per line: 'ID KEY' or 'KEY'\n"
+"  --allow-unauthenticated   serve beyond loopback without --api-key-file (a warning)\n"
 "  --policy FILE             sandbox policy: seccomp rules and limits (default: the\n"
 "                            built-in policies/default.policy; grammar in policies/README.md)\n"
 "  --print-policy FILE       print FILE's compiled seccomp filter (PFC) and exit\n"
@@ -300,6 +305,12 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
             break;
         case OPT_POLICY:
             c->policy_path = a;
+            break;
+        case OPT_API_KEY_FILE:
+            c->api_key_file = a;
+            break;
+        case OPT_ALLOW_UNAUTHENTICATED:
+            c->allow_unauthenticated = 1;
             break;
         case OPT_PRINT_POLICY:
             c->print_policy_path = a;

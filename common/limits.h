@@ -153,6 +153,15 @@
 #define LIMIT_DRAIN_MS              (LIMIT_DEADLINE_MS + 5000)
 /* How often a drain looks whether the last request has gone. */
 #define LIMIT_DRAIN_POLL_MS         50
+/* API keys (--api-key-file, server/api_keys.c): keys in the file, a key's length (at least
+ * 16: a shorter one is guessable; at most 256: what a header reasonably holds), an id's,
+ * a line's and the file's. */
+#define LIMIT_API_KEYS              1024
+#define LIMIT_API_KEY_MIN_BYTES     16
+#define LIMIT_API_KEY_BYTES         256
+#define LIMIT_API_KEY_ID_BYTES      64
+#define LIMIT_API_KEY_LINE_BYTES    512
+#define LIMIT_API_KEY_FILE_BYTES    (1024 * 1024)
 /* Seconds an idle keep-alive connection (not one waiting on an execution) stays open. */
 #define LIMIT_HTTP_IDLE_TIMEOUT_S   60
 

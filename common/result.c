@@ -21,6 +21,8 @@ const char *px_result_str(enum px_result r)
     case PX_TOO_LARGE: return "value too large";
     case PX_BUSY: return "busy";
     case PX_SESSION_LIMIT: return "session limit reached";
+    case PX_UNAUTHENTICATED: return "no API key";
+    case PX_PERMISSION_DENIED: return "API key not valid";
     }
     return "unknown result";
 }

@@ -20,6 +20,8 @@ enum px_result {
     PX_TOO_LARGE = 12,          /* a value inside the request is over its limit */
     PX_BUSY = 13,               /* the session is running another execution */
     PX_SESSION_LIMIT = 14,      /* the server holds its maximum of sessions */
+    PX_UNAUTHENTICATED = 15,    /* keys are required and the request presented none */
+    PX_PERMISSION_DENIED = 16,  /* the request's key is not one of the server's */
 };
 
 /* Short, stable description of a result, for logs. Never NULL. */

@@ -27,6 +27,8 @@ static struct http_error http_error_of(enum px_result r)
     case PX_QUEUE_FULL: return (struct http_error){429, "RESOURCE_EXHAUSTED"};
     case PX_SESSION_LIMIT: return (struct http_error){429, "RESOURCE_EXHAUSTED"};
     case PX_BUSY: return (struct http_error){409, "ABORTED"};
+    case PX_UNAUTHENTICATED: return (struct http_error){401, "UNAUTHENTICATED"};
+    case PX_PERMISSION_DENIED: return (struct http_error){403, "PERMISSION_DENIED"};
     case PX_UNAVAILABLE: return (struct http_error){503, "UNAVAILABLE"};
     case PX_SHUTTING_DOWN: return (struct http_error){503, "UNAVAILABLE"};
     case PX_INTERNAL: return (struct http_error){500, "INTERNAL"};

@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../common/fidelity.h"
+#include "api_keys.h"
 #include "error_reply.h"
 #include "executor.h"
 #include "gemini_routes.h"
@@ -296,6 +298,28 @@ static const struct route {
     {"/readyz", "HEAD", "GET, HEAD", handle_ready},
 };
 
+/* The key a request presents, as the SDKs and curl send it: the x-goog-api-key header,
+ * ?key=, or Authorization: Bearer. Returns 1 when it may go on; else ex is answered 401
+ * (none) or 403 (not one of ours). */
+static int check_key(struct http_exchange *ex)
+{
+    const char *key = http_exchange_header(ex, "x-goog-api-key");
+    if (!key || !*key)
+        key = http_exchange_query(ex, "key");
+    const char *auth = http_exchange_header(ex, "Authorization");
+    if ((!key || !*key) && auth && strncasecmp(auth, "Bearer ", 7) == 0)
+        key = auth + 7 + strspn(auth + 7, " ");
+    const char *id;
+    enum px_result r = api_keys_check(key, &id);
+    if (r == PX_UNAUTHENTICATED)
+        reply_error(ex, r, "Method doesn't allow unregistered callers (callers without "
+                    "established identity). Please use API Key or other form of API "
+                    "consumer identity to call this API.", NULL);
+    else if (r != PX_OK)
+        reply_error(ex, r, "API key not valid. Please pass a valid API key.", NULL);
+    return r == PX_OK;
+}
+
 void routes_handle(struct http_exchange *ex)
 {
     const char *path = http_exchange_path(ex);
@@ -319,8 +343,12 @@ void routes_handle(struct http_exchange *ex)
                     "retry shortly.", NULL);
         return;
     }
+    /* The probes answer anyone; everything else needs a key when the server has keys. */
+    int probe = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0;
+    if (!probe && !check_key(ex))
+        return;
     /* Draining: what was taken runs on, nothing new is (the probes still answer). */
-    if (http_server_draining() && strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0) {
+    if (http_server_draining() && !probe) {
         reply_error(ex, PX_SHUTTING_DOWN, "The server is shutting down; send the request to "
                     "another server or retry shortly.", NULL);
         return;

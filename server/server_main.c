@@ -1,6 +1,7 @@
 /* The HTTP server process: its state dir, its listener, the executor (which starts the
  * zygote) and the HTTP threads, until a signal stops it. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -22,6 +23,7 @@
 
 #include "../common/isolation.h"
 #include "../common/limits.h"
+#include "api_keys.h"
 #include "clock.h"
 #include "executor.h"
 #include "http_client.h"
@@ -60,7 +62,20 @@ static int prepare_state_dir(const char *state)
     return own_dir(path, 0711);
 }
 
-/* Binds and listens; prints the address actually bound (port 0 picks one). */
+/* Whether a bound address is a loopback one (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104). */
+static int is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+/* Binds and listens; prints the address actually bound (port 0 picks one). Beyond
+ * loopback without API keys it refuses, unless told to serve anyway (then a warning). */
 static int open_listener(const struct config *c, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -102,6 +117,20 @@ static int open_listener(const struct config *c, char *err, size_t errlen)
         fprintf(stderr, "pyexecd: listening on http://%s%s%s:%s\n",
                 ss.ss_family == AF_INET6 ? "[" : "", host,
                 ss.ss_family == AF_INET6 ? "]" : "", serv);
+    else
+        ss.ss_family = AF_UNSPEC;   /* unknown: treated as beyond loopback */
+    if (!is_loopback(&ss) && !api_keys_enabled()) {
+        if (!c->allow_unauthenticated) {
+            snprintf(err, errlen, "--listen %s is beyond loopback and there is no "
+                     "--api-key-file: anyone who reaches it runs code. Give keys, or "
+                     "--allow-unauthenticated to serve anyway", c->listen_host);
+            close(fd);
+            return -1;
+        }
+        fprintf(stderr, "pyexecd: warning: serving %s without API keys "
+                "(--allow-unauthenticated): anyone who reaches it runs code\n",
+                c->listen_host);
+    }
     return fd;
 }
 
@@ -233,6 +262,10 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         return 1;
     }
     model_openai_set_timeout(c->upstream_timeout_ms);
+    if (c->api_key_file && api_keys_load(c->api_key_file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pyexecd: %s\n", err);
+        return 2;
+    }
     int listen_fd = open_listener(c, err, sizeof(err));
     if (listen_fd < 0) {
         fprintf(stderr, "pyexecd: %s\n", err);
@@ -310,6 +343,7 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
     int fatal = executor_fatal();
     executor_release();
     models_release();
+    api_keys_release();
     free(zargv);
     return fatal ? 1 : 0;
 }

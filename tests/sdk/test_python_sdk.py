@@ -368,6 +368,34 @@ class PythonSdkTest(SdkSuite, VertexCases, SeedCases, unittest.TestCase):
         self.assertTrue(any(p.inline_data and p.inline_data.data.startswith(b"\x89PNG")
                             for p in model_parts))
 
+    def test_api_key_through_the_sdk(self):
+        """A server with --api-key-file: the SDK's own x-goog-api-key gets through with a
+        right key; a wrong one is the SDK's ClientError 403 PERMISSION_DENIED."""
+        import tempfile
+        from harness import Server
+        key = "sdk-test-key-0123456789abcdef"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "keys")
+            with open(path, "w") as f:
+                f.write(f"sdk {key}\n")
+            with Server("--api-key-file", path, workers=1, pool=1) as server:
+                url = f"http://127.0.0.1:{server.port}"
+                config = types.GenerateContentConfig(
+                    tools=[types.Tool(code_execution=types.ToolCodeExecution())])
+                prompt = "```python\nprint(6 * 7)\n```"
+                with genai.Client(api_key=key,
+                                  http_options=types.HttpOptions(base_url=url)) as good:
+                    reply = good.models.generate_content(model="echo", contents=prompt,
+                                                         config=config)
+                    self.assertEqual(reply.code_execution_result, "42\n")
+                with genai.Client(api_key="sdk-test-key-wrong-wrong-wrong",
+                                  http_options=types.HttpOptions(base_url=url)) as bad:
+                    with self.assertRaises(errors.ClientError) as cm:
+                        bad.models.generate_content(model="echo", contents=prompt,
+                                                    config=config)
+                    self.assertEqual(cm.exception.code, 403)
+                    self.assertEqual(cm.exception.status, "PERMISSION_DENIED")
+
 
 if __name__ == "__main__":
     unittest.main()

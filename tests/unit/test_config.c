@@ -171,6 +171,31 @@ static void test_parse_is_repeatable(void)
     CHECK(rc == 0 && strcmp(c.listen_host, "10.0.0.1") == 0 && c.listen_port == 81);
 }
 
+/* The drain time and the API-key flags: defaults, the bounds, a value past them. */
+static void test_drain_and_keys(void)
+{
+    struct config c;
+    char err[256];
+    char *none[] = {"pyexecd", NULL};
+    CHECK(parse(&c, none, ARGC(none), err, sizeof(err)) == 0);
+    CHECK(c.drain_ms == LIMIT_DRAIN_MS && c.api_key_file == NULL && !c.allow_unauthenticated);
+    char *zero[] = {"pyexecd", "--drain-ms", "0", "--api-key-file", "/k",
+                    "--allow-unauthenticated", NULL};
+    CHECK(parse(&c, zero, ARGC(zero), err, sizeof(err)) == 0);
+    CHECK(c.drain_ms == 0 && strcmp(c.api_key_file, "/k") == 0 && c.allow_unauthenticated);
+    char max[32], past[32];
+    snprintf(max, sizeof(max), "%u", LIMIT_DRAIN_MS_MAX);
+    snprintf(past, sizeof(past), "%u", LIMIT_DRAIN_MS_MAX + 1);
+    char *at[] = {"pyexecd", "--drain-ms", max, NULL};
+    CHECK(parse(&c, at, ARGC(at), err, sizeof(err)) == 0 && c.drain_ms == LIMIT_DRAIN_MS_MAX);
+    char *over[] = {"pyexecd", "--drain-ms", past, NULL};
+    CHECK(refused(over, ARGC(over), "--drain-ms"));
+    char *word[] = {"pyexecd", "--drain-ms", "-1", NULL};
+    CHECK(refused(word, ARGC(word), "--drain-ms"));
+    char *nofile[] = {"pyexecd", "--api-key-file", NULL};
+    CHECK(refused(nofile, ARGC(nofile), "--api-key-file"));
+}
+
 int main(void)
 {
     test_defaults();
@@ -179,5 +204,6 @@ int main(void)
     test_values();
     test_help();
     test_parse_is_repeatable();
+    test_drain_and_keys();
     return check_done();
 }
