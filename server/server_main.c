@@ -89,6 +89,25 @@ static int open_listener(const struct config *c, char *err, size_t errlen)
         return -1;
     }
     int fd = -1;
+    /* Decided before anything listens: no moment of serving code execution to the world. */
+    int beyond = 0;   /* any address it may bind is not loopback */
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        struct sockaddr_storage a = {0};
+        memcpy(&a, ai->ai_addr, ai->ai_addrlen < sizeof(a) ? ai->ai_addrlen : sizeof(a));
+        beyond |= !is_loopback(&a);
+    }
+    if (beyond && !api_keys_enabled()) {
+        if (!c->allow_unauthenticated) {
+            snprintf(err, errlen, "--listen %s is beyond loopback and there is no "
+                     "--api-key-file: anyone who reaches it runs code. Give keys, or "
+                     "--allow-unauthenticated to serve anyway", c->listen_host);
+            freeaddrinfo(res);
+            return -1;
+        }
+        fprintf(stderr, "pyexecd: warning: serving %s without API keys "
+                "(--allow-unauthenticated): anyone who reaches it runs code\n",
+                c->listen_host);
+    }
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -117,20 +136,6 @@ static int open_listener(const struct config *c, char *err, size_t errlen)
         fprintf(stderr, "pyexecd: listening on http://%s%s%s:%s\n",
                 ss.ss_family == AF_INET6 ? "[" : "", host,
                 ss.ss_family == AF_INET6 ? "]" : "", serv);
-    else
-        ss.ss_family = AF_UNSPEC;   /* unknown: treated as beyond loopback */
-    if (!is_loopback(&ss) && !api_keys_enabled()) {
-        if (!c->allow_unauthenticated) {
-            snprintf(err, errlen, "--listen %s is beyond loopback and there is no "
-                     "--api-key-file: anyone who reaches it runs code. Give keys, or "
-                     "--allow-unauthenticated to serve anyway", c->listen_host);
-            close(fd);
-            return -1;
-        }
-        fprintf(stderr, "pyexecd: warning: serving %s without API keys "
-                "(--allow-unauthenticated): anyone who reaches it runs code\n",
-                c->listen_host);
-    }
     return fd;
 }
 

@@ -160,9 +160,11 @@ class RefusedStartTest(unittest.TestCase):
 
     def test_beyond_loopback_needs_keys(self):
         # Refused before anything is served: nothing listens on that address after.
-        err = start_refused(self, "--listen", "0.0.0.0:0")
-        self.assertIn("beyond loopback", err)
-        self.assertIn("--allow-unauthenticated", err)
+        for listen in ("0.0.0.0:0", "[::]:0"):
+            err = start_refused(self, "--listen", listen)
+            self.assertIn("beyond loopback", err)
+            self.assertIn("--allow-unauthenticated", err)
+            self.assertNotIn("listening on", err)   # decided before binding
 
     def test_keys_at_the_bounds_load(self):
         at_min = "k" * LIMITS["LIMIT_API_KEY_MIN_BYTES"]
