@@ -100,7 +100,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from harness import UID_RANGE, processes_with_uid_in  # noqa: E402
+from harness import (UID_RANGE, fd_count, follow_stderr,  # noqa: E402
+                     processes_with_uid_in)
 try:
     from harness import SANITIZER_MARKS  # noqa: E402
 except ImportError:
@@ -147,13 +148,6 @@ def status_kib(pid, field):
     text = read(f"/proc/{pid}/status") or ""
     m = re.search(rf"^{field}:\s+(\d+)", text, re.M)
     return int(m.group(1)) if m else None
-
-
-def fd_count(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
 
 
 def mount_count(pid):
@@ -276,21 +270,13 @@ class Server:
     def start(self):
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, errors="replace")
-        seen = threading.Event()
 
-        def drain():
-            for line in self.proc.stderr:
-                with self.log_lock:
-                    self.log.append((time.time(), line.rstrip("\n")))
-                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-                if m:
-                    self.port = int(m.group(1))
-                    seen.set()
-            seen.set()
+        def keep(line):
+            with self.log_lock:
+                self.log.append((time.time(), line))
 
-        self.drainer = threading.Thread(target=drain, daemon=True)
-        self.drainer.start()
-        if not seen.wait(30) or self.port is None:
+        self.drainer, self.port = follow_stderr(self.proc, keep, 30)
+        if self.port is None:
             self.kill()
             raise SystemExit("pyexecd did not start:\n" + self.log_text())
         end = time.time() + 180

@@ -93,12 +93,46 @@ def read_until_closed(sock, timeout=10):
         return None
 
 
+def fd_count(pid):
+    """Open descriptors of pid, or None when it cannot be read (gone, or not ours)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
 def pid_alive(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
             return "State:\tZ" not in f.read()
     except OSError:
         return False
+
+
+# The line the server prints once it listens (server/server_main.c).
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+
+def follow_stderr(proc, on_line, timeout):
+    """Reads proc's stderr on a daemon thread until it closes, handing each line (without
+    its newline) to on_line. Returns (the thread, the port the server printed it listens
+    on), the port None when none came within timeout seconds or the process ended first."""
+    port = []
+    seen = threading.Event()
+
+    def drain():
+        for line in proc.stderr:
+            on_line(line.rstrip("\n"))
+            m = not port and LISTENING.search(line)
+            if m:
+                port.append(int(m.group(1)))
+                seen.set()
+        seen.set()
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    seen.wait(timeout)
+    return thread, (port[0] if port else None)
 
 
 # Set by ctest in a PYEXECD_BUILD=asan build (tests/CMakeLists.txt): the few checks that
@@ -136,21 +170,13 @@ class Server:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, errors="replace",
                                      env=dict(os.environ, **self.extra_env))
-        port_seen = threading.Event()
 
-        def drain():
-            for line in self.proc.stderr:
-                with self._log_lock:
-                    self.log.append(line.rstrip("\n"))
-                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-                if m:
-                    self.port = int(m.group(1))
-                    port_seen.set()
-            port_seen.set()
+        def keep(line):
+            with self._log_lock:
+                self.log.append(line)
 
-        self.drainer = threading.Thread(target=drain, daemon=True)
-        self.drainer.start()
-        if not port_seen.wait(30) or self.port is None:
+        self.drainer, self.port = follow_stderr(self.proc, keep, 30)
+        if self.port is None:
             self.kill()
             raise RuntimeError("pyexecd did not start:\n" + self.log_text())
         self.wait_ready()
@@ -297,6 +323,39 @@ class ServerTestCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.server.stop()
+
+
+def wait_for(predicate, timeout, what, interval=0.02):
+    """Polls predicate() until truthy (an exception counts as not yet); returns its value
+    or fails with `what`."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            v = predicate()
+        except Exception:
+            v = None
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class ExecuteCall(threading.Thread):
+    """One POST /v1/execute of `code` on a thread; keeps status, body, the exception if it
+    raised (error), and when the reply came (replied_at, monotonic)."""
+
+    def __init__(self, server, code, timeout=60):
+        super().__init__(daemon=True)
+        self.server, self.code, self.timeout = server, code, timeout
+        self.status = self.body = self.error = self.replied_at = None
+
+    def run(self):
+        try:
+            self.status, self.body = self.server.execute(
+                {"parts": [code_part(self.code)]}, timeout=self.timeout)
+        except Exception as e:  # reported by the test through .error
+            self.error = e
+        self.replied_at = time.monotonic()
 
 
 # Code printing the worker's uid as the host sees it (root inside a user namespace maps

@@ -12,40 +12,21 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Server, code_part, pid_alive, results  # noqa: E402
+from harness import ExecuteCall as Call  # noqa: E402
+from harness import Server, code_part, pid_alive, results, wait_for  # noqa: E402
 from limits import LIMITS  # noqa: E402
 
 
-class Call(threading.Thread):
-    def __init__(self, server, code):
-        super().__init__(daemon=True)
-        self.server, self.code = server, code
-        self.status = self.body = self.error = None
-        self.at = None
-
-    def run(self):
-        try:
-            self.status, self.body = self.server.execute({"parts": [code_part(self.code)]},
-                                                         timeout=60)
-        except Exception as e:  # reported through .error
-            self.error = e
-        self.at = time.monotonic()
-
-
 def wait_running(server, n=1, timeout=15):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    def running():
         status, h = server.health()
-        if status == 200 and h["workers"]["running"] >= n:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the request did not start running")
+        return status == 200 and h["workers"]["running"] >= n
+    wait_for(running, timeout, "the request to start running")
 
 
 def get_on(conn, path):

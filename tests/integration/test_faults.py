@@ -34,7 +34,6 @@ import shutil
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,7 +43,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (OUTSIDE_UID_CODE, SANITIZED, Server, ServerTestCase,  # noqa: E402
-                     code_part, pid_alive, read_until_closed, results, wait_uid_gone)
+                     code_part, pid_alive, read_until_closed, results, wait_for,
+                     wait_uid_gone)
 from limits import LIMITS  # noqa: E402
 
 # Requests succeed again this soon after the zygote is killed. A new zygote imports every
@@ -53,19 +53,6 @@ RECOVERY_S = 5.0 * (4 if SANITIZED else 1)
 # How a worker killed from the host is named (server/job_results.c).
 KILLED = "The interpreter process was stopped: it was killed from outside the sandbox " \
          "(signal 9, SIGKILL).\n"
-
-
-def wait_for(predicate, timeout, what, interval=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            v = predicate()
-        except Exception:
-            v = None
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class ZygoteUnderLoadTest(ServerTestCase):

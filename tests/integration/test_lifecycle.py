@@ -13,38 +13,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Server, ServerTestCase, code_part, pid_alive, results  # noqa: E402
-
-
-class Call(threading.Thread):
-    """One POST /v1/execute on a thread; keeps status, body, and when the reply came."""
-
-    def __init__(self, server, code, timeout=60):
-        super().__init__(daemon=True)
-        self.server, self.code, self.timeout = server, code, timeout
-        self.status = self.body = self.error = self.replied_at = None
-
-    def run(self):
-        try:
-            self.status, self.body = self.server.execute(
-                {"parts": [code_part(self.code)]}, timeout=self.timeout)
-        except Exception as e:  # reported by the test through .error
-            self.error = e
-        self.replied_at = time.monotonic()
-
-
-def wait_for(predicate, timeout, what, interval=0.02):
-    """Polls predicate() until truthy; returns its value or fails with `what`."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            v = predicate()
-        except Exception:
-            v = None
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from harness import ExecuteCall as Call  # noqa: E402
+from harness import Server, ServerTestCase, code_part, pid_alive, results, wait_for  # noqa: E402
 
 
 def health_when(server, cond):

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (OUTSIDE_UID_CODE, Server, ServerTestCase, code_part,  # noqa: E402
-                     pid_alive, processes_with_uid_in, results, wait_uid_gone)
+                     fd_count, pid_alive, processes_with_uid_in, results, wait_uid_gone)
 from limits import LIMITS  # noqa: E402
 
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -46,13 +46,6 @@ def wait_for(predicate, timeout, what, interval=0.02):
             return v
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def fd_count(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
 
 
 def files_under(path):

@@ -60,6 +60,8 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SUPPRESSIONS = os.path.join(HERE, "pyexecd.supp")
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+from harness import UID_RANGE, follow_stderr  # noqa: E402
 
 # Short limits, so that the hostile cases cost little.
 DEADLINE_MS = 1500
@@ -68,7 +70,6 @@ SESSION_IDLE_MS = 1500
 MAX_SESSIONS = 4
 WORKERS = 2
 POOL = 2
-UID_RANGE = 1000
 
 SHIM_C = r"""
 /* Preloaded into the server under valgrind by tests/memcheck/run.py: see its docstring. */
@@ -857,22 +858,14 @@ class MemcheckServer:
         self.err = open(self.err_log, "w")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, errors="replace", env=self.env)
-        seen = threading.Event()
 
-        def drain():
-            for line in self.proc.stderr:
-                self.err.write(line)
-                self.err.flush()
-                self.lines.append(line.rstrip("\n"))
-                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-                if m:
-                    self.port = int(m.group(1))
-                    seen.set()
-            seen.set()
+        def keep(line):
+            self.err.write(line + "\n")
+            self.err.flush()
+            self.lines.append(line)
 
-        self.drainer = threading.Thread(target=drain, daemon=True)
-        self.drainer.start()
-        if not seen.wait(timeout) or self.port is None:
+        self.drainer, self.port = follow_stderr(self.proc, keep, timeout)
+        if self.port is None:
             raise RuntimeError("the server did not print its port:\n" + self.tail())
         return self.wait_ready(timeout)
 
@@ -1119,7 +1112,6 @@ def main():
         if not h or h["sessions"]["active"] or h["workers"]["running"]:
             problems.append(f"not quiet at the end: {h}")
         final_health = h
-        zygote = h["zygote"]["pid"] if h else None
         if h and h["zygote"]["restarts"] != 1:
             problems.append(f"zygote restarts {h['zygote']['restarts']}, expected 1 "
                             "(the kill): it died under the load")
@@ -1132,7 +1124,6 @@ def main():
         traceback.print_exc()
         server.kill()
         final_health = None
-        zygote = None
     finally:
         pidfds.close()
     wall = time.monotonic() - started
