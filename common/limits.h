@@ -161,7 +161,8 @@
 #define LIMIT_API_KEY_BYTES         256
 #define LIMIT_API_KEY_ID_BYTES      64
 #define LIMIT_API_KEY_LINE_BYTES    512
-#define LIMIT_API_KEY_FILE_BYTES    (1024 * 1024)
+#define LIMIT_API_KEY_FILE_MIB      1
+#define LIMIT_API_KEY_FILE_BYTES    (LIMIT_API_KEY_FILE_MIB * 1024 * 1024)
 /* Seconds an idle keep-alive connection (not one waiting on an execution) stays open. */
 #define LIMIT_HTTP_IDLE_TIMEOUT_S   60
 

@@ -7,6 +7,10 @@
 
 #include "../common/limits.h"
 
+/* A limit's value in a message, from the limit itself. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 struct api_key {
     char id[LIMIT_API_KEY_ID_BYTES + 1];
     unsigned char key[LIMIT_API_KEY_BYTES];   /* zero-padded: every compare is full size */
@@ -38,14 +42,15 @@ static const char *parse_line(char *line, unsigned lineno, struct api_key *k)
     const char *key = n == 2 ? words[1] : words[0];
     size_t len = strlen(key);
     if (len < LIMIT_API_KEY_MIN_BYTES || len > LIMIT_API_KEY_BYTES)
-        return "a key must be 16 to 256 characters";
+        return "a key must be " STR(LIMIT_API_KEY_MIN_BYTES) " to " STR(LIMIT_API_KEY_BYTES)
+               " characters";
     if (!printable_word(key, len))
         return "a key is printable ASCII without spaces";
     memset(k, 0, sizeof(*k));
     if (n == 2) {
         size_t idlen = strlen(words[0]);
         if (idlen > LIMIT_API_KEY_ID_BYTES || !printable_word(words[0], idlen))
-            return "an id is at most 64 printable characters";
+            return "an id is at most " STR(LIMIT_API_KEY_ID_BYTES) " printable characters";
         memcpy(k->id, words[0], idlen);
     } else {
         snprintf(k->id, sizeof(k->id), "key-%u", lineno);
@@ -72,13 +77,13 @@ int api_keys_load(const char *path, char *err, size_t errlen)
         size_t n = strlen(line);
         total += n;
         if (total > LIMIT_API_KEY_FILE_BYTES) {
-            why = "the file is over 1 MiB";
+            why = "the file is over " STR(LIMIT_API_KEY_FILE_MIB) " MiB";
             break;
         }
         if (n && line[n - 1] == '\n')
             line[--n] = '\0';
         else if (!feof(f)) {
-            why = "a line is over 512 characters";
+            why = "a line is over " STR(LIMIT_API_KEY_LINE_BYTES) " characters";
             break;
         }
         if (n && line[n - 1] == '\r')
@@ -87,7 +92,7 @@ int api_keys_load(const char *path, char *err, size_t errlen)
         if (!*p || *p == '#')
             continue;
         if (count == LIMIT_API_KEYS) {
-            why = "more than 1024 keys";
+            why = "more than " STR(LIMIT_API_KEYS) " keys";
             break;
         }
         why = parse_line(p, lineno, &list[count]);

@@ -509,19 +509,14 @@ int http_server_start(const struct http_server_options *opt, char *err, size_t e
     return 0;
 }
 
-void http_server_quiesce(void)
+void http_server_drain(void)
 {
+    atomic_store(&draining, 1);
     if (daemon_) {
         MHD_socket fd = MHD_quiesce_daemon(daemon_);
         if (fd != MHD_INVALID_SOCKET)
             quiesced_fd = fd;
     }
-}
-
-void http_server_drain(void)
-{
-    atomic_store(&draining, 1);
-    http_server_quiesce();
     /* The socket stops listening now (a new connection is refused rather than left in the
      * listen queue, so a client or a balancer's check tries elsewhere at once), but is
      * closed only after MHD_stop_daemon: MHD's threads may still hold its number. */

@@ -30,9 +30,6 @@ struct http_server_options {
 /* Starts serving. Returns 0, or -1 with a message in err. */
 int http_server_start(const struct http_server_options *opt, char *err, size_t errlen);
 
-/* Stops accepting new connections (the in-flight ones still finish). */
-void http_server_quiesce(void);
-
 /* Begins a drain: the listening socket stops listening (new connections are refused),
  * and from now on every reply closes its connection. Requests already taken go on. */
 void http_server_drain(void);

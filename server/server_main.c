@@ -167,6 +167,9 @@ static char **zygote_environment(const struct config *c)
  * the small allocations of a request's bookkeeping, well below a body. */
 #define SERVER_MMAP_THRESHOLD_BYTES (256 * 1024)
 #define SERVER_MALLOC_ARENAS 2
+/* Descriptors the server holds besides its connections (listener, executor, pidfds of the
+ * pool, logs): below connections + this, it warns that it cannot hold them all. */
+#define SERVER_OWN_DESCRIPTORS 64
 
 /* Raises the soft descriptor limit toward LIMIT_SERVER_DESCRIPTORS (never above the hard
  * limit; never lowers it). Says so on stderr when the hard limit leaves fewer than the
@@ -185,7 +188,7 @@ static void raise_descriptor_limit(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur < LIMIT_HTTP_CONNECTIONS + 64)
+    if (rl.rlim_cur < LIMIT_HTTP_CONNECTIONS + SERVER_OWN_DESCRIPTORS)
         fprintf(stderr, "pyexecd: only %llu descriptors (RLIMIT_NOFILE): fewer than %u "
                 "connections will be served at once\n", (unsigned long long)rl.rlim_cur,
                 LIMIT_HTTP_CONNECTIONS);

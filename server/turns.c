@@ -139,12 +139,11 @@ static int send_event(struct turn *t, const struct gpart *p, const char *finish_
     char *json = gemini_encode_response(p, 1, finish_reason, &meta, &len);
     int rc = json ? stream_send(t, json, len) : -1;
     free(json);
-    if (rc == 0 && t->cut_after && t->events >= t->cut_after) {
-        stream_end(t, 1);
+    if (rc == 0 && t->cut_after && t->events >= t->cut_after)
         rc = -1;
-    }
     if (rc < 0) {
-        stream_end(t, 1);   /* the client has gone: our reference to the stream, let go */
+        /* Cut as told, or the client has gone: our reference to the stream, let go. */
+        stream_end(t, 1);
         t->answered = 1;
     }
     return rc;
