@@ -49,21 +49,9 @@ fi
 # Debian packages: the compiler and CMake (scripts/setup.sh installs them too), Debian's
 # python3.11 with venv support.
 PKGS="build-essential cmake python3.11 python3.11-venv ca-certificates"
-missing=""
-for p in $PKGS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "setup-llm: missing Debian packages:$missing (run as root to install them)" >&2
-        exit 1
-    fi
-    echo "setup-llm: installing Debian packages:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing
-fi
+. "$ROOT/scripts/debian_packages.sh"
+# shellcheck disable=SC2086
+debian_packages_install setup-llm $PKGS
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT INT TERM

@@ -19,30 +19,9 @@ LOCK="$ROOT/deploy/requirements-ops.lock"
 STAMP="$OPS_VENV/.pyexecd-lock"
 
 PKGS="haproxy prometheus systemd python3.11 python3.11-venv"
-missing=""
-for p in $PKGS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "setup-ops: missing Debian packages:$missing (run as root to install them)" >&2
-        exit 1
-    fi
-    echo "setup-ops: installing Debian packages:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # Only the programs: the packages' own services must not start (a policy-rc.d that
-    # says no, where none is there already, for the length of the install).
-    own_policy=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod 0755 /usr/sbin/policy-rc.d
-        own_policy=1
-    fi
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing
-    [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
-fi
+. "$ROOT/scripts/debian_packages.sh"
+# shellcheck disable=SC2086
+debian_packages_install setup-ops $PKGS
 
 want=$(sha256sum "$LOCK" | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then

@@ -42,23 +42,10 @@ say() { echo "setup-sdk: $*"; }
 
 # --- Debian packages -------------------------------------------------------------------
 PKGS="python3.11 python3.11-venv curl ca-certificates tar gzip"
-missing=""
-for p in $PKGS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-apt_updated=""
-if [ -n "$missing" ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "setup-sdk: missing Debian packages:$missing (run as root to install them)" >&2
-        exit 1
-    fi
-    say "installing Debian packages:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt_updated=1
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing
-fi
+APT_UPDATED=""
+. "$ROOT/scripts/debian_packages.sh"
+# shellcheck disable=SC2086
+debian_packages_install setup-sdk $PKGS
 
 mkdir -p "$PREFIX"
 TMP=$(mktemp -d)
@@ -176,10 +163,10 @@ if [ -z "$GO" ] || ! version_ge "$GO_V" 1.21; then
         list=/etc/apt/sources.list.d/pyexecd-bookworm-backports.list
         if ! grep -rqsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
             echo "deb http://deb.debian.org/debian bookworm-backports main" > "$list"
-            apt_updated=""
+            APT_UPDATED=""
         fi
         export DEBIAN_FRONTEND=noninteractive
-        [ -n "$apt_updated" ] || apt-get update -qq
+        [ -n "$APT_UPDATED" ] || apt-get update -qq
         apt-get install -y -qq --no-install-recommends -t bookworm-backports "$GO_DEBIAN_PACKAGE-go"
         find_go
     fi

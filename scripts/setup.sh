@@ -20,21 +20,9 @@ PKGS="build-essential cmake pkg-config libmicrohttpd-dev libcjson-dev libseccomp
 libpython3.11-dev libcurl4-openssl-dev python3.11 python3.11-venv python3 python3-yaml curl \
 ca-certificates procps git"
 
-missing=""
-for p in $PKGS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: missing Debian packages:$missing (run as root to install them)" >&2
-        exit 1
-    fi
-    echo "setup: installing Debian packages:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing
-fi
+. "$ROOT/scripts/debian_packages.sh"
+# shellcheck disable=SC2086
+debian_packages_install setup $PKGS
 
 # Python libraries: reinstall only when the lock file changed since the last install.
 # PYEXECD_EXTRA_LIBS=1 adds the Gemini API's longer list (requirements-extra.lock: 2.1 GiB,
