@@ -7,7 +7,7 @@ BUILD ?= build
 CONFIG ?= release
 ARGS ?=
 
-.PHONY: all setup setup-sdk setup-ops setup-llm build run test test-asan test-llm bench soak fuzz memcheck clean
+.PHONY: all setup setup-sdk setup-ops setup-llm build run test test-asan test-llm bench soak fuzz memcheck docker-test clean
 
 all: build
 
@@ -82,6 +82,13 @@ memcheck: setup
 fuzz: setup
 	./scripts/setup-fuzz.sh
 	./fuzz/run.sh -j 2 $(ARGS)
+
+# Builds docker/Dockerfile and smoke-tests the image without a Docker engine: a local
+# debootstrap base, `podman build --isolation chroot`, then the image's own files run with
+# compose.yaml's privileges (docker/README.md). A few minutes cold, not in `make test`;
+# ARGS="--fresh-base" rebuilds the base, "--no-podman-run" skips `podman run`.
+docker-test:
+	./scripts/docker-test.sh $(ARGS)
 
 clean:
 	rm -rf $(BUILD)
