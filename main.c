@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/log.h"
 #include "sandbox/policy_commands.h"
 #include "sandbox/zygote_main.h"
 #include "server/server_main.h"
@@ -74,6 +75,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "pyexecd: %s\n", err);
         return 2;
     }
+    log_set_level((enum log_level)c.log_level);
     if (c.print_policy_path)
         return policy_print_command(c.print_policy_path);
     if (c.zygote)

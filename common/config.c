@@ -11,6 +11,7 @@
 
 #include "fidelity.h"
 #include "limits.h"
+#include "log.h"
 
 #ifndef PYEXECD_SITE_PACKAGES
 #define PYEXECD_SITE_PACKAGES "/opt/pyexecd/venv/lib/python3.11/site-packages"
@@ -33,7 +34,7 @@ enum {
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
     OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_FIDELITY, OPT_DRAIN, OPT_API_KEY_FILE,
-    OPT_ALLOW_UNAUTHENTICATED, OPT_HELP, OPT_VERSION,
+    OPT_ALLOW_UNAUTHENTICATED, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -49,6 +50,7 @@ static const struct option long_options[] = {
     {"drain-ms", required_argument, NULL, OPT_DRAIN},
     {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
     {"allow-unauthenticated", no_argument, NULL, OPT_ALLOW_UNAUTHENTICATED},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"deadline-ms", required_argument, NULL, OPT_DEADLINE},
     {"output-bytes", required_argument, NULL, OPT_OUTPUT},
     {"worker-memory-mib", required_argument, NULL, OPT_MEMORY},
@@ -93,6 +95,8 @@ static void usage(FILE *f)
 "  --api-key-file FILE       API keys a request must present (x-goog-api-key, ?key= or\n"
 "                            Authorization: Bearer), one per line: 'ID KEY' or 'KEY'\n"
 "  --allow-unauthenticated   serve beyond loopback without --api-key-file (a warning)\n"
+"  --log-level LEVEL         debug, info (default: one JSON line per request), warn\n"
+"                            (start-up, drain and warnings only) or error\n"
 "  --policy FILE             sandbox policy: seccomp rules and limits (default: the\n"
 "                            built-in policies/default.policy; grammar in policies/README.md)\n"
 "  --print-policy FILE       print FILE's compiled seccomp filter (PFC) and exit\n"
@@ -216,6 +220,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     c->failed_stdout = FAILED_STDOUT_SPLIT;
     c->upstream_timeout_ms = LIMIT_UPSTREAM_TIMEOUT_MS;
     c->runner_file = NULL;
+    c->log_level = LOG_INFO;
 
     static char runner_file[PATH_MAX];
     const char *runner = DEFAULT_RUNNER_FRAME;
@@ -312,6 +317,13 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
         case OPT_ALLOW_UNAUTHENTICATED:
             c->allow_unauthenticated = 1;
             break;
+        case OPT_LOG_LEVEL: {
+            int l = log_level_from_name(a);
+            if (l < 0)
+                goto bad;
+            c->log_level = l;
+            break;
+        }
         case OPT_PRINT_POLICY:
             c->print_policy_path = a;
             break;

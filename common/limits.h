@@ -163,6 +163,11 @@
 #define LIMIT_API_KEY_LINE_BYTES    512
 #define LIMIT_API_KEY_FILE_MIB      1
 #define LIMIT_API_KEY_FILE_BYTES    (LIMIT_API_KEY_FILE_MIB * 1024 * 1024)
+/* The longest X-Request-Id a client may send and have echoed and logged: a UUID is 36
+ * characters, a W3C trace id 32, and room for a prefix; a longer one (or one with a space,
+ * a quote, a backslash or a byte outside printable ASCII) is replaced by a new id, so a
+ * client cannot make log lines long or forge their fields. */
+#define LIMIT_REQUEST_ID_BYTES      128
 /* Seconds an idle keep-alive connection (not one waiting on an execution) stays open. */
 #define LIMIT_HTTP_IDLE_TIMEOUT_S   60
 

@@ -5,6 +5,7 @@
 #define PYEXECD_EXECUTION_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../common/result.h"
 
@@ -23,6 +24,9 @@ struct exec_request {
     size_t nfiles;
     unsigned deadline_ms;     /* per block; 0: the server's */
     unsigned fidelity;        /* traceback profile (enum fidelity); 0: the server's */
+    struct exec_stats *stats; /* borrowed, may be NULL: the executor adds to it (on its
+                               * thread, before `done`) what each execution cost and how
+                               * it ended */
 };
 
 /* The real service's outcome enum (values as in the API). */
@@ -71,6 +75,17 @@ enum limit_hit {
     LIMIT_HIT_SYSCALL,        /* seccomp killed it for a forbidden call */
 };
 
+/* How the executions of one request ended and where their time went (the request's log
+ * line). Phases in nanoseconds: queue, waiting for a free --workers slot (and in order);
+ * worker_start, with a slot free, waiting for a sandboxed worker (the pool was empty: a
+ * fork and a sandbox set-up); run, from handing the job to its worker to its answer. */
+struct exec_stats {
+    unsigned executions;      /* executions answered (with results or an error) */
+    enum outcome outcome;     /* the first one not OK among them (0: none ran) */
+    enum limit_hit limit;     /* the first limit hit among them */
+    int64_t queue_ns, worker_start_ns, run_ns;
+};
+
 struct exec_result {
     struct block_result *blocks;  /* one per code block: owned */
     size_t nblocks;
@@ -102,6 +117,14 @@ struct exec_reply {
 
 /* Called exactly once per accepted call, on the executor thread. Must not block. */
 typedef void (*exec_done_fn)(void *ctx, struct exec_reply *reply);
+
+/* An execution's outcome: the first result that is not OK, else OK (0 without results). */
+enum outcome exec_result_outcome(const struct exec_result *res);
+
+/* "OUTCOME_OK" and the others, as the API writes them. */
+const char *exec_outcome_name(enum outcome o);
+/* "DEADLINE", "OUTPUT_BYTES", ... as executionMetadata.limitReached says; NULL for none. */
+const char *exec_limit_name(enum limit_hit l);
 
 void exec_request_release(struct exec_request *req);
 /* Frees everything the result owns and the result itself. NULL is fine. */

@@ -133,8 +133,10 @@ static void dispatch(void)
             continue;
         }
         struct worker *w = worker_find_idle();
-        if (!w)
+        if (!w) {
+            job_mark_slot_free(queue, monotonic_ns());   /* its wait is for a worker now */
             break;
+        }
         struct job *job = pop_queue();
         if (job->kind == JOB_SESSION_CREATE)
             sessions_create(job, w);

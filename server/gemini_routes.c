@@ -97,6 +97,24 @@ static int parse_target(const char *path, struct target *t)
     return 1;
 }
 
+enum route_id gemini_route_id(const char *path)
+{
+    struct target t;
+    if (!parse_target(path, &t))
+        return ROUTE_OTHER;
+    if (!t.model[0])
+        return ROUTE_MODELS;
+    if (!t.method[0])
+        return ROUTE_MODEL;
+    if (strcmp(t.method, "generateContent") == 0)
+        return ROUTE_GENERATE;
+    if (strcmp(t.method, "streamGenerateContent") == 0)
+        return ROUTE_STREAM_GENERATE;
+    if (strcmp(t.method, "countTokens") == 0)
+        return ROUTE_COUNT_TOKENS;
+    return ROUTE_MODEL_METHOD;
+}
+
 static const char *name_prefix(const struct target *t)
 {
     return t->vertex ? "publishers/google/models/" : "models/";

@@ -8,6 +8,11 @@
 #include <stddef.h>
 
 #include "http_server.h"
+#include "request_record.h"
+
+/* The route template of a path of the surface (ROUTE_MODELS ... ROUTE_MODEL_METHOD), or
+ * ROUTE_OTHER when it is not one. */
+enum route_id gemini_route_id(const char *path);
 
 /* Answers the request if its path is one of the surface's; returns 0 when it is not.
  * input_limit: decoded inline-data bytes a request's last user turn may carry. */

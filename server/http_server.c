@@ -2,6 +2,9 @@
 #include "http_server.h"
 
 #include "../common/limits.h"
+#include "../common/log.h"
+#include "clock.h"
+#include "request_record.h"
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -9,12 +12,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <strings.h>
 #include <unistd.h>
 
+/* A request's record and who holds it: the exchange until libmicrohttpd is done with it,
+ * and a streamed reply's producer until it ends (a turn may still write after its client
+ * left). The last to let go hands the record to the completed callback. */
+struct record_box {
+    struct request_record rec;
+    atomic_int refs;
+};
+
 struct http_exchange {
     struct MHD_Connection *conn;
+    struct record_box *box;
     char *method;
     char *path;
     char *body;                 /* NUL-terminated */
@@ -30,6 +43,7 @@ struct http_exchange {
     int replied;                /* a reply was given (it may have failed to build) */
     struct MHD_Response *response;   /* the reply, once built */
     unsigned status;
+    size_t reply_len;           /* its body's bytes (a stream counts its own) */
     http_produce_fn produce;    /* or: how to build it, on an HTTP thread */
     void *produce_ctx;
 };
@@ -46,6 +60,67 @@ static atomic_int draining;
 static struct MHD_Daemon *daemon_;
 static struct http_server_options options;
 static int quiesced_fd = -1;   /* the listener, ours to close after MHD_stop_daemon */
+
+static void box_unref(struct record_box *box)
+{
+    if (!box || atomic_fetch_sub(&box->refs, 1) != 1)
+        return;
+    if (options.completed)
+        options.completed(&box->rec);
+    free(box);
+}
+
+struct request_record *http_exchange_record(struct http_exchange *ex)
+{
+    return &ex->box->rec;
+}
+
+unsigned long long http_server_bodies_in_flight(void)
+{
+    return atomic_load(&bodies_in_flight);
+}
+
+/* A client's X-Request-Id is kept when it is 1 to LIMIT_REQUEST_ID_BYTES printable ASCII
+ * characters without a space, a quote or a backslash: safe to echo in a header and to
+ * write in a log line. */
+static int request_id_ok(const char *id)
+{
+    size_t n = 0;
+    for (; id[n]; n++) {
+        unsigned char c = (unsigned char)id[n];
+        if (n >= LIMIT_REQUEST_ID_BYTES || c <= 0x20 || c >= 0x7f || c == '"' ||
+            c == '\\' || c == '\'')
+            return 0;
+    }
+    return n > 0;
+}
+
+/* The request's id: the client's when sane, else 128 random bits in hex. */
+static void set_request_id(struct request_record *rec, const char *given)
+{
+    if (given && request_id_ok(given)) {
+        snprintf(rec->request_id, sizeof(rec->request_id), "%s", given);
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[16] = {0};
+    if (getrandom(raw, sizeof(raw), GRND_NONBLOCK) != (ssize_t)sizeof(raw)) {
+        /* No entropy yet (early boot): unique enough within this process. */
+        static atomic_ullong seq;
+        unsigned long long v = atomic_fetch_add(&seq, 1) ^ (unsigned long long)monotonic_ns();
+        memcpy(raw, &v, sizeof(v));
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        rec->request_id[2 * i] = hex[raw[i] >> 4];
+        rec->request_id[2 * i + 1] = hex[raw[i] & 15];
+    }
+    rec->request_id[2 * sizeof(raw)] = '\0';
+}
+
+const char *http_exchange_request_id(const struct http_exchange *ex)
+{
+    return ex->box->rec.request_id;
+}
 
 const char *http_exchange_method(const struct http_exchange *ex)
 {
@@ -78,8 +153,11 @@ const char *http_exchange_framing_error(const struct http_exchange *ex)
     return ex->framing_error;
 }
 
-/* A response for a JSON body (taken over; NULL when out of memory). */
-static struct MHD_Response *make_response(char *body, size_t len, const char *allow)
+/* A response for a body (taken over; NULL when out of memory) of content_type (NULL:
+ * JSON), with the request's id. */
+static struct MHD_Response *make_response(const struct http_exchange *ex, char *body,
+                                          size_t len, const char *allow,
+                                          const char *content_type)
 {
     struct MHD_Response *resp =
         body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
@@ -88,7 +166,8 @@ static struct MHD_Response *make_response(char *body, size_t len, const char *al
         return NULL;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            "application/json; charset=UTF-8");
+                            content_type ? content_type : "application/json; charset=UTF-8");
+    MHD_add_response_header(resp, HTTP_REQUEST_ID_HEADER, http_exchange_request_id(ex));
     if (allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     return resp;
@@ -106,13 +185,14 @@ const char *http_exchange_header(const struct http_exchange *ex, const char *nam
 
 /* Stores what the reply will be and wakes the connection if it waits. */
 static void set_reply(struct http_exchange *ex, struct MHD_Response *resp, unsigned status,
-                      http_produce_fn produce, void *ctx)
+                      size_t len, http_produce_fn produce, void *ctx)
 {
     int wake;
     pthread_mutex_lock(&ex->lock);
     ex->replied = 1;
     ex->response = resp;
     ex->status = status;
+    ex->reply_len = len;
     ex->produce = produce;
     ex->produce_ctx = ctx;
     wake = ex->suspended;
@@ -125,12 +205,20 @@ static void set_reply(struct http_exchange *ex, struct MHD_Response *resp, unsig
 void http_exchange_reply(struct http_exchange *ex, int status, char *body, size_t len,
                          const char *allow)
 {
-    set_reply(ex, make_response(body, len, allow), (unsigned)status, NULL, NULL);
+    set_reply(ex, make_response(ex, body, len, allow, NULL), (unsigned)status, len, NULL,
+              NULL);
+}
+
+void http_exchange_reply_typed(struct http_exchange *ex, int status, char *body, size_t len,
+                               const char *content_type)
+{
+    set_reply(ex, make_response(ex, body, len, NULL, content_type), (unsigned)status, len,
+              NULL, NULL);
 }
 
 void http_exchange_reply_later(struct http_exchange *ex, http_produce_fn produce, void *ctx)
 {
-    set_reply(ex, NULL, 0, produce, ctx);
+    set_reply(ex, NULL, 0, 0, produce, ctx);
 }
 
 struct http_stream {
@@ -142,6 +230,7 @@ struct http_stream {
     int suspended;                  /* the reader parked the connection for more data */
     int gone;                       /* libmicrohttpd let go of the response */
     int refs;                       /* the producer's handle and the response's */
+    struct record_box *box;         /* its request's record: one reference */
 };
 
 static void stream_unref(struct http_stream *s)
@@ -151,6 +240,7 @@ static void stream_unref(struct http_stream *s)
     pthread_mutex_unlock(&s->lock);
     if (last) {
         pthread_mutex_destroy(&s->lock);
+        box_unref(s->box);
         free(s->buf);
         free(s);
     }
@@ -169,6 +259,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
         size_t k = s->len - s->off < max ? s->len - s->off : max;
         memcpy(out, s->buf + s->off, k);
         s->off += k;
+        s->box->rec.bytes_out += k;
         if (s->off == s->len)
             s->off = s->len = 0;
         n = (ssize_t)k;
@@ -209,19 +300,25 @@ struct http_stream *http_exchange_stream(struct http_exchange *ex, const char *c
         pthread_mutex_init(&s->lock, NULL);
         s->conn = ex->conn;
         s->refs = 2;
+        s->box = ex->box;
+        atomic_fetch_add(&s->box->refs, 1);
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, LIMIT_STREAM_BLOCK_BYTES,
                                                  stream_read, s, stream_released);
     }
     if (!resp) {
-        if (s)
+        if (s) {
             pthread_mutex_destroy(&s->lock);
+            if (s->box)
+                box_unref(s->box);
+        }
         free(s);
-        set_reply(ex, NULL, 500, NULL, NULL);
+        set_reply(ex, NULL, 500, 0, NULL, NULL);
         return NULL;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    set_reply(ex, resp, 200, NULL, NULL);
+    MHD_add_response_header(resp, HTTP_REQUEST_ID_HEADER, http_exchange_request_id(ex));
+    set_reply(ex, resp, 200, 0, NULL, NULL);
     return s;
 }
 
@@ -280,6 +377,7 @@ static enum MHD_Result reply_or_wait(struct http_exchange *ex)
     }
     struct MHD_Response *resp = ex->response;
     unsigned status = ex->status;
+    size_t reply_len = ex->reply_len;
     http_produce_fn produce = ex->produce;
     ex->response = NULL;
     ex->produce = NULL;
@@ -289,11 +387,14 @@ static enum MHD_Result reply_or_wait(struct http_exchange *ex)
         int st = 500;
         size_t len = 0;
         char *body = produce(ex->produce_ctx, &st, &len);
-        resp = make_response(body, len, NULL);
+        resp = make_response(ex, body, len, NULL, NULL);
         status = (unsigned)st;
+        reply_len = len;
     }
     if (!resp)
         return MHD_NO;
+    ex->box->rec.status = (int)status;
+    ex->box->rec.bytes_out += reply_len;
     /* After a request whose body's end is in doubt, the bytes that follow are not a
      * request: close the connection rather than read them as one. While draining, every
      * connection closes after its reply, so that its client's next request goes to a
@@ -392,10 +493,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         ex->conn = conn;
         ex->method = strdup(method);
         ex->path = strdup(url);
+        ex->box = calloc(1, sizeof(*ex->box));
         pthread_mutex_init(&ex->lock, NULL);
         *con_cls = ex;
-        if (!ex->method || !ex->path)
+        if (!ex->method || !ex->path || !ex->box)
             return MHD_NO;
+        struct request_record *rec = &ex->box->rec;
+        atomic_init(&ex->box->refs, 1);
+        rec->start_ns = monotonic_ns();
+        snprintf(rec->method, sizeof(rec->method), "%s", method);
+        rec->method_id = method_id_of(method);
+        set_request_id(rec, MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                        HTTP_REQUEST_ID_HEADER));
         /* A request whose body's end is in doubt is refused before reading any of it (and
          * its connection closed after the reply). */
         ex->framing_error = framing_error(conn);
@@ -455,9 +564,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct http_exchange *ex = *con_cls;
     (void)cls;
     (void)conn;
-    (void)code;
     if (!ex)
         return;
+    if (ex->box) {
+        ex->box->rec.end_ns = monotonic_ns();
+        ex->box->rec.bytes_in = ex->body_len;
+        ex->box->rec.aborted = code != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    }
     atomic_fetch_sub(&exchanges_open, 1);
     atomic_fetch_sub(&bodies_in_flight, ex->held);
     if (ex->response)
@@ -470,6 +583,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(ex->produce(ex->produce_ctx, &status, &len));
     }
     pthread_mutex_destroy(&ex->lock);
+    box_unref(ex->box);   /* a stream still running keeps it until it ends */
     free(ex->method);
     free(ex->path);
     free(ex->body);
@@ -481,8 +595,12 @@ __attribute__((format(printf, 2, 0)))
 static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
-    fputs("pyexecd: http: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    log_msg(LOG_WARN, "http: %s", msg);
 }
 
 int http_server_start(const struct http_server_options *opt, char *err, size_t errlen)

@@ -18,6 +18,16 @@ struct http_exchange;   /* one request and its reply; owned by the HTTP layer */
  * without holding a thread. */
 typedef void (*http_handler_fn)(struct http_exchange *ex);
 
+struct request_record;
+
+/* Called once per request, when it is over (its reply sent, or its connection closed;
+ * a streamed reply once its producer has ended it too), with its record filled: the
+ * last use of it. From whichever thread let go last. */
+typedef void (*http_completed_fn)(struct request_record *rec);
+
+/* The header a request's id comes in and goes back out in, on every reply. */
+#define HTTP_REQUEST_ID_HEADER "X-Request-Id"
+
 struct http_server_options {
     int listen_fd;             /* bound, listening socket; the server takes it over */
     unsigned threads;          /* HTTP threads */
@@ -25,6 +35,7 @@ struct http_server_options {
     unsigned connection_limit;
     unsigned idle_timeout_s;   /* for connections not waiting on an execution */
     http_handler_fn handler;
+    http_completed_fn completed;   /* may be NULL */
 };
 
 /* Starts serving. Returns 0, or -1 with a message in err. */
@@ -41,8 +52,19 @@ int http_server_draining(void);
  * having it sent. Idle keep-alive connections are not counted. Thread-safe. */
 unsigned http_server_open_exchanges(void);
 
+/* Request body bytes held by all connections now (at most LIMIT_BODIES_IN_FLIGHT).
+ * Thread-safe. */
+unsigned long long http_server_bodies_in_flight(void);
+
 /* Stops the server. Every exchange must have been replied to. */
 void http_server_stop(void);
+
+/* The request's record (server/request_record.h), which the handler and whoever answers
+ * fill: owned by the HTTP layer, valid until the exchange is answered (a stream: until
+ * it ends). The HTTP layer fills its own fields; X-Request-Id is the client's when sane
+ * (request_id_ok), else a new one, and goes back on every reply. */
+struct request_record *http_exchange_record(struct http_exchange *ex);
+const char *http_exchange_request_id(const struct http_exchange *ex);
 
 const char *http_exchange_method(const struct http_exchange *ex);
 const char *http_exchange_path(const struct http_exchange *ex);
@@ -67,6 +89,10 @@ const char *http_exchange_framing_error(const struct http_exchange *ex);
  * per exchange (this or http_exchange_reply_later), from any thread. */
 void http_exchange_reply(struct http_exchange *ex, int status, char *body, size_t len,
                          const char *allow);
+
+/* Like http_exchange_reply, for a body that is not JSON: content_type names it. */
+void http_exchange_reply_typed(struct http_exchange *ex, int status, char *body, size_t len,
+                               const char *content_type);
 
 /* Builds a reply: returns a malloc'd JSON body (ownership passes to the HTTP layer; NULL:
  * out of memory, the connection is closed) and sets *status and *len. */

@@ -6,6 +6,7 @@
 
 #include "block_output.h"
 #include "clock.h"
+#include "metrics.h"
 #include "worker_link.h"
 
 static unsigned long long executions;   /* executor thread only */
@@ -21,6 +22,7 @@ struct job *job_new(enum job_kind kind, const char *session_id,
     job->done = done;
     job->ctx = ctx;
     job->queued_at = monotonic_ms();
+    job->queued_ns = monotonic_ns();
     if (session_id)
         snprintf(job->session_id, sizeof(job->session_id), "%s", session_id);
     return job;
@@ -55,9 +57,39 @@ int job_attach(struct job *job, struct worker *w)
     job->res = res;
     job->block = 0;
     job->deadline = monotonic_ms() + job->settings.deadline_ms;
+    job->started_ns = monotonic_ns();
     job->worker = w;
     w->job = job;
     return 0;
+}
+
+/* An execution that ran (res: its results, NULL when it failed) is counted in the metrics
+ * and in its request's stats: how it ended and where its time went. Executor thread,
+ * before the answer, so the request sees it by the time it is answered. Jobs that never
+ * started (refused, or timed out in the queue) and session operations count nothing. */
+static void job_account(const struct job *job, const struct exec_result *res)
+{
+    if (!job->req || !job->started_ns)
+        return;
+    int64_t now = monotonic_ns();
+    int64_t waited_from = job->slot_free_ns ? job->slot_free_ns : job->started_ns;
+    int64_t queue = waited_from - job->queued_ns;
+    int64_t worker_start = job->started_ns - waited_from;
+    int64_t run = now - job->started_ns;
+    enum outcome outcome = exec_result_outcome(res);
+    enum limit_hit limit = res ? res->limit : LIMIT_HIT_NONE;
+    metrics_execution(outcome, limit, queue, worker_start, run);
+    struct exec_stats *st = job->req->stats;
+    if (!st)
+        return;
+    st->executions++;
+    if (!st->outcome || (st->outcome == OUTCOME_OK && outcome && outcome != OUTCOME_OK))
+        st->outcome = outcome;
+    if (!st->limit)
+        st->limit = limit;
+    st->queue_ns += queue;
+    st->worker_start_ns += worker_start;
+    st->run_ns += run;
 }
 
 void job_finish(struct job *job, const struct session_info *session)
@@ -77,6 +109,7 @@ void job_finish(struct job *job, const struct session_info *session)
                 return;
             }
         }
+        job_account(job, job->res);
         reply.result = job->res;
         job->res = NULL;
         executions++;
@@ -88,6 +121,7 @@ void job_finish(struct job *job, const struct session_info *session)
 void job_fail(struct job *job, enum px_result r, const char *message)
 {
     struct exec_reply reply = {.status = r, .message = message};
+    job_account(job, NULL);
     snprintf(reply.session.id, sizeof(reply.session.id), "%s", job->session_id);
     job->done(job->ctx, &reply);
     job_free(job);

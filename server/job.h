@@ -48,6 +48,10 @@ struct job {
                                        * session (see executor_session_create) */
     struct worker *worker;            /* the worker running it, or NULL */
     int64_t queued_at;
+    /* Where an execution's time goes (monotonic ns; 0: not yet): submitted, first found
+     * at the queue's head with a --workers slot free but no worker ready, handed to its
+     * worker. */
+    int64_t queued_ns, slot_free_ns, started_ns;
 
     /* An execution's progress (set by job_attach and the worker's reports). */
     struct job_settings settings;
@@ -83,6 +87,14 @@ void job_finish(struct job *job, const struct session_info *session);
  * NULL: a default text), detaches it from its worker and frees it, with any results it
  * had. */
 void job_fail(struct job *job, enum px_result r, const char *message);
+
+/* The job is at the queue's head with a slot free and waits for a worker: from now on
+ * its wait counts as worker_start, not queue (see struct exec_stats). */
+static inline void job_mark_slot_free(struct job *job, int64_t now_ns)
+{
+    if (!job->slot_free_ns)
+        job->slot_free_ns = now_ns;
+}
 
 /* Executions finished with results since the server started (for /healthz). */
 unsigned long long job_executions(void);

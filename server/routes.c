@@ -7,9 +7,13 @@
 
 #include "../common/fidelity.h"
 #include "api_keys.h"
+#include "clock.h"
 #include "error_reply.h"
 #include "executor.h"
 #include "gemini_routes.h"
+#include "metrics.h"
+#include "request_log.h"
+#include "request_record.h"
 #include "wire.h"
 
 static struct routes_options options;
@@ -40,7 +44,11 @@ static void execute_call_free(struct execute_call *call)
 static char *produce_execute_reply(void *ctx, int *status, size_t *len)
 {
     struct execute_call *call = ctx;
+    int64_t t0 = monotonic_ns();
     char *body = wire_encode_execute(call->w, call->res, len);
+    int64_t took = monotonic_ns() - t0;
+    metrics_phase(PHASE_ENCODE, took);
+    http_exchange_record(call->ex)->encode_ns += took;
     *status = 200;
     execute_call_free(call);
     return body;
@@ -100,6 +108,7 @@ static void run_execute(struct http_exchange *ex, const char *session)
         return;
     }
     call->req.fidelity = (unsigned)fidelity;
+    call->req.stats = &http_exchange_record(ex)->exec;
     r = session ? executor_session_execute(0, session, &call->req, execute_done, call)
                 : executor_submit(&call->req, execute_done, call);
     if (r != PX_OK) {
@@ -283,6 +292,25 @@ static void handle_environment(struct http_exchange *ex)
     http_exchange_reply(ex, body ? 200 : 500, body, body ? len : 0, NULL);
 }
 
+/* GET /metrics: the Prometheus exposition (server/metrics.c), the gauges from the same
+ * snapshot /healthz shows. Like every route but the probes, it needs a key when the
+ * server has keys: it tells anyone who reads it how busy the server is. */
+static void handle_metrics(struct http_exchange *ex)
+{
+    struct health_report h;
+    executor_snapshot(&h);
+    struct metrics_gauges g = {.health = &h,
+                               .body_bytes_in_flight = http_server_bodies_in_flight(),
+                               .requests_in_flight = http_server_open_exchanges()};
+    size_t len = 0;
+    char *body = metrics_render(&g, &len);
+    if (!body) {
+        reply_error(ex, PX_NOMEM, "Out of memory.", NULL);
+        return;
+    }
+    http_exchange_reply_typed(ex, 200, body, len, METRICS_CONTENT_TYPE);
+}
+
 static const struct route {
     const char *path;
     const char *method;
@@ -296,6 +324,7 @@ static const struct route {
     {"/healthz", "HEAD", "GET, HEAD", handle_health},
     {"/readyz", "GET", "GET, HEAD", handle_ready},
     {"/readyz", "HEAD", "GET, HEAD", handle_ready},
+    {"/metrics", "GET", "GET", handle_metrics},
 };
 
 /* The key a request presents, as the SDKs and curl send it: the x-goog-api-key header,
@@ -309,8 +338,9 @@ static int check_key(struct http_exchange *ex)
     const char *auth = http_exchange_header(ex, "Authorization");
     if ((!key || !*key) && auth && strncasecmp(auth, "Bearer ", 7) == 0)
         key = auth + 7 + strspn(auth + 7, " ");
-    const char *id;
+    const char *id = NULL;
     enum px_result r = api_keys_check(key, &id);
+    http_exchange_record(ex)->key_id = r == PX_OK ? id : NULL;
     if (r == PX_UNAUTHENTICATED)
         reply_error(ex, r, "Method doesn't allow unregistered callers (callers without "
                     "established identity). Please use API Key or other form of API "
@@ -320,11 +350,44 @@ static int check_key(struct http_exchange *ex)
     return r == PX_OK;
 }
 
+/* The route template a path falls under, whatever then answers it (a 401 or a 405
+ * included): the label of its metrics and its log line. */
+static enum route_id route_of(const char *path)
+{
+    static const struct {
+        const char *path;
+        enum route_id id;
+    } fixed[] = {
+        {"/v1/execute", ROUTE_EXECUTE}, {"/v1/sessions", ROUTE_SESSIONS},
+        {"/v1/environment", ROUTE_ENVIRONMENT}, {"/healthz", ROUTE_HEALTHZ},
+        {"/readyz", ROUTE_READYZ}, {"/metrics", ROUTE_METRICS},
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (strcmp(path, fixed[i].path) == 0)
+            return fixed[i].id;
+    static const char prefix[] = "/v1/sessions/";
+    if (strncmp(path, prefix, sizeof(prefix) - 1) == 0) {
+        const char *colon = strchr(path + sizeof(prefix) - 1, ':');
+        if (!colon)
+            return ROUTE_SESSION;
+        if (strcmp(colon, ":execute") == 0)
+            return ROUTE_SESSION_EXECUTE;
+    }
+    return gemini_route_id(path);
+}
+
+void routes_completed(struct request_record *rec)
+{
+    metrics_request(rec);
+    request_log_write(rec);
+}
+
 void routes_handle(struct http_exchange *ex)
 {
     const char *path = http_exchange_path(ex);
     const char *method = http_exchange_method(ex);
     const struct route *path_match = NULL;
+    http_exchange_record(ex)->route = route_of(path);
 
     const char *framing = http_exchange_framing_error(ex);
     if (framing) {

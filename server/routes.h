@@ -28,4 +28,7 @@ int request_fidelity(struct http_exchange *ex);
 /* The http_handler_fn for every request. */
 void routes_handle(struct http_exchange *ex);
 
+/* The http_completed_fn: a request that is over goes to the metrics and the log. */
+void routes_completed(struct request_record *rec);
+
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "server_main.h"
+#include "../common/log.h"
 
 #include "../common/isolation.h"
 #include "../common/limits.h"
@@ -104,8 +105,8 @@ static int open_listener(const struct config *c, char *err, size_t errlen)
             freeaddrinfo(res);
             return -1;
         }
-        fprintf(stderr, "pyexecd: warning: serving %s without API keys "
-                "(--allow-unauthenticated): anyone who reaches it runs code\n",
+        log_msg(LOG_WARN, "warning: serving %s without API keys "
+                "(--allow-unauthenticated): anyone who reaches it runs code",
                 c->listen_host);
     }
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -133,6 +134,8 @@ static int open_listener(const struct config *c, char *err, size_t errlen)
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
         getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
                     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        /* At every --log-level: it says where the server is (port 0 picks one), and
+         * whoever started it (the tests' harness.py) reads it. */
         fprintf(stderr, "pyexecd: listening on http://%s%s%s:%s\n",
                 ss.ss_family == AF_INET6 ? "[" : "", host,
                 ss.ss_family == AF_INET6 ? "]" : "", serv);
@@ -189,8 +192,8 @@ static void raise_descriptor_limit(void)
             getrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur < LIMIT_HTTP_CONNECTIONS + SERVER_OWN_DESCRIPTORS)
-        fprintf(stderr, "pyexecd: only %llu descriptors (RLIMIT_NOFILE): fewer than %u "
-                "connections will be served at once\n", (unsigned long long)rl.rlim_cur,
+        log_msg(LOG_WARN, "only %llu descriptors (RLIMIT_NOFILE): fewer than %u "
+                "connections will be served at once", (unsigned long long)rl.rlim_cur,
                 LIMIT_HTTP_CONNECTIONS);
 }
 
@@ -199,14 +202,14 @@ static void raise_descriptor_limit(void)
  * running then is answered 503 by the shutdown that follows. */
 static void drain(const sigset_t *stop, int sig, unsigned drain_ms)
 {
-    fprintf(stderr, "pyexecd: signal %d, draining: %u requests in flight, up to %u ms (a "
-            "second signal stops at once)\n", sig, http_server_open_exchanges(), drain_ms);
+    log_msg(LOG_WARN, "signal %d, draining: %u requests in flight, up to %u ms (a "
+            "second signal stops at once)", sig, http_server_open_exchanges(), drain_ms);
     http_server_drain();
     int64_t end = monotonic_ms() + drain_ms;
     while (http_server_open_exchanges() > 0) {
         int64_t left = end - monotonic_ms();
         if (left <= 0) {
-            fprintf(stderr, "pyexecd: drain time over, %u requests cut\n",
+            log_msg(LOG_WARN, "drain time over, %u requests cut",
                     http_server_open_exchanges());
             break;
         }
@@ -215,11 +218,11 @@ static void drain(const sigset_t *stop, int sig, unsigned drain_ms)
         struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (long)(left % 1000) * 1000000};
         int again = sigtimedwait(stop, NULL, &ts);
         if (again > 0) {
-            fprintf(stderr, "pyexecd: signal %d again, stopping now\n", again);
+            log_msg(LOG_WARN, "signal %d again, stopping now", again);
             return;
         }
     }
-    fprintf(stderr, "pyexecd: drained, shutting down\n");
+    log_msg(LOG_WARN, "drained, shutting down");
 }
 
 int server_run(const struct config *c, const struct policy_summary *policy, int argc,
@@ -245,38 +248,38 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
     mallopt(M_ARENA_MAX, SERVER_MALLOC_ARENAS);
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0) {
-        fprintf(stderr, "pyexecd: cannot find my own binary: %s\n", strerror(errno));
+        log_msg(LOG_ERROR, "cannot find my own binary: %s", strerror(errno));
         return 1;
     }
     self[n] = '\0';
     if (prepare_state_dir(c->state_dir) < 0) {
-        fprintf(stderr, "pyexecd: state dir %s: %s\n", c->state_dir, strerror(errno));
+        log_msg(LOG_ERROR, "state dir %s: %s", c->state_dir, strerror(errno));
         return 1;
     }
     struct stat st;
     if (stat(c->site_packages, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "pyexecd: no Python libraries at %s (run `make setup`, or pass "
-                "--site-packages)\n", c->site_packages);
+        log_msg(LOG_ERROR, "no Python libraries at %s (run `make setup`, or pass "
+                "--site-packages)", c->site_packages);
         return 1;
     }
     /* The models, before anything listens: a bad --model stops us here. */
     for (unsigned i = 0; i < c->nmodels; i++)
         if (models_add(c->models[i], err, sizeof(err)) < 0) {
-            fprintf(stderr, "pyexecd: %s\n", err);
+            log_msg(LOG_ERROR, "%s", err);
             return 2;
         }
     if (models_finish(err, sizeof(err)) < 0 || http_client_init(err, sizeof(err)) < 0) {
-        fprintf(stderr, "pyexecd: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         return 1;
     }
     model_openai_set_timeout(c->upstream_timeout_ms);
     if (c->api_key_file && api_keys_load(c->api_key_file, err, sizeof(err)) < 0) {
-        fprintf(stderr, "pyexecd: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         return 2;
     }
     int listen_fd = open_listener(c, err, sizeof(err));
     if (listen_fd < 0) {
-        fprintf(stderr, "pyexecd: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         return 1;
     }
 
@@ -312,7 +315,7 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         .runs_programs = policy->runs_programs,
     };
     if (executor_start(&ec, err, sizeof(err)) < 0) {
-        fprintf(stderr, "pyexecd: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         return 1;
     }
     struct routes_options ro = {
@@ -323,7 +326,7 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
     };
     routes_init(&ro);
     if (turns_start(LIMIT_TURN_THREADS, LIMIT_TURN_QUEUE, err, sizeof(err)) < 0) {
-        fprintf(stderr, "pyexecd: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         executor_stop();
         return 1;
     }
@@ -331,10 +334,10 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         .listen_fd = listen_fd, .threads = c->http_threads, .max_body = LIMIT_BODY_BYTES,
         .connection_limit = LIMIT_HTTP_CONNECTIONS,
         .idle_timeout_s = LIMIT_HTTP_IDLE_TIMEOUT_S,
-        .handler = routes_handle,
+        .handler = routes_handle, .completed = routes_completed,
     };
     if (http_server_start(&ho, err, sizeof(err)) < 0) {
-        fprintf(stderr, "pyexecd: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         turns_stop();
         executor_stop();
         turns_join();

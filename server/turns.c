@@ -16,10 +16,13 @@
 #include "gemini_wire.h"
 #include "input_types.h"
 #include "models.h"
+#include "request_record.h"
 
 struct turn {
     struct turn *next;              /* in the runners' queue */
     struct http_exchange *ex;
+    struct exec_stats *stats;       /* its request's record's: taken while ex is sure to
+                                     * live, kept alive by the stream once there is one */
     enum turn_mode mode;
     const struct model *model;
     struct gen_request req;
@@ -315,7 +318,7 @@ enum px_result turn_code(struct turn *t, const char *code, size_t len,
     size_t lens[1] = {len};
     struct exec_request req = {.codes = codes, .code_lens = lens, .ncodes = 1,
                                .deadline_ms = t->block_deadline_ms,
-                               .fidelity = t->req.fidelity};
+                               .fidelity = t->req.fidelity, .stats = t->stats};
     if (!t->files_sent && attach_files(t, &req) < 0) {
         turn_fail(t, PX_NOMEM, "Out of memory while starting the execution.");
         return PX_NOMEM;
@@ -510,6 +513,7 @@ enum px_result turns_submit(struct http_exchange *ex, const struct model *model,
         return PX_NOMEM;
     }
     t->ex = ex;
+    t->stats = &http_exchange_record(ex)->exec;
     t->model = model;
     t->mode = mode;
     t->req = *req;

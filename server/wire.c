@@ -489,12 +489,7 @@ void wire_execute_free(struct wire_execute *w)
 
 const char *wire_outcome_name(enum outcome o)
 {
-    switch (o) {
-    case OUTCOME_OK: return "OUTCOME_OK";
-    case OUTCOME_FAILED: return "OUTCOME_FAILED";
-    case OUTCOME_DEADLINE_EXCEEDED: return "OUTCOME_DEADLINE_EXCEEDED";
-    }
-    return "OUTCOME_UNSPECIFIED";
+    return exec_outcome_name(o);
 }
 
 /* Adds a string of n bytes of valid UTF-8 that may contain NUL characters, which cJSON's
@@ -568,25 +563,6 @@ static int add_block(cJSON *out, const struct block_result *b, const char *id)
     return 0;
 }
 
-static const char *limit_name(enum limit_hit l)
-{
-    switch (l) {
-    case LIMIT_HIT_NONE: return NULL;
-    case LIMIT_HIT_DEADLINE: return "DEADLINE";
-    case LIMIT_HIT_OUTPUT: return "OUTPUT_BYTES";
-    case LIMIT_HIT_IMAGES: return "IMAGES";
-    case LIMIT_HIT_CRASH: return "INTERPRETER_CRASH";
-    case LIMIT_HIT_MEMORY: return "MEMORY";
-    case LIMIT_HIT_DISK: return "DISK_SPACE";
-    case LIMIT_HIT_FILE_SIZE: return "FILE_SIZE";
-    case LIMIT_HIT_THREADS: return "THREADS";
-    case LIMIT_HIT_OPEN_FILES: return "OPEN_FILES";
-    case LIMIT_HIT_CPU_TIME: return "CPU_TIME";
-    case LIMIT_HIT_SYSCALL: return "FORBIDDEN_SYSCALL";
-    }
-    return NULL;
-}
-
 char *wire_encode_execute(const struct wire_execute *w, const struct exec_result *res,
                           size_t *len)
 {
@@ -609,7 +585,7 @@ char *wire_encode_execute(const struct wire_execute *w, const struct exec_result
     }
     /* Beside the parts, never inside them: which limit cut this execution short, and
      * whether the session it ran in is over. */
-    const char *limit = limit_name(res->limit);
+    const char *limit = exec_limit_name(res->limit);
     if (limit || res->session_ended) {
         cJSON *meta = cJSON_AddObjectToObject(root, "executionMetadata");
         if (!meta || (limit && !cJSON_AddStringToObject(meta, "limitReached", limit)) ||

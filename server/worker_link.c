@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "worker_link.h"
+#include "../common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -237,7 +238,7 @@ static void worker_deadline_expired(struct worker *w)
 /* The worker broke the protocol (or the code wrote garbage to its socket). */
 static void worker_protocol_error(struct worker *w, const char *what)
 {
-    fprintf(stderr, "pyexecd: worker %d: %s\n", (int)w->pid, what);
+    log_msg(LOG_WARN, "worker %d: %s", (int)w->pid, what);
     worker_kill(w);
     worker_finish_crashed(w, NULL);
     worker_discard(w, PX_INTERNAL, NULL);
@@ -388,6 +389,8 @@ static void handle_worker_frame(struct worker *w, uint32_t type, const unsigned 
         memcpy(&stats.layers, p, sizeof(uint32_t));
         stats.layers_known = 1;
         worker_set_state(w, W_IDLE);
+        log_msg(LOG_DEBUG, "worker %d ready after %lld ms", (int)w->pid,
+                (long long)(monotonic_ms() - w->started_at));
         return;
     case IPC_W_SETUP_FAILED: {
         /* Only a worker still setting up can fail its set-up; from any other it is the
@@ -398,7 +401,7 @@ static void handle_worker_frame(struct worker *w, uint32_t type, const unsigned 
         }
         char why[401];
         log_safe_copy(why, sizeof(why), p, len);
-        fprintf(stderr, "pyexecd: worker %d could not sandbox itself: %s\n", (int)w->pid, why);
+        log_msg(LOG_WARN, "worker %d could not sandbox itself: %s", (int)w->pid, why);
         stats.setup_failures++;
         stats.spawn_retry_at = monotonic_ms() + LIMIT_SPAWN_RETRY_MS;
         worker_discard(w, PX_INTERNAL, NULL);
@@ -570,7 +573,7 @@ int worker_start_job(struct worker *w, struct job *job)
     /* A session's capture files would otherwise grow over its whole life, up to the
      * file-size limit; between calls nothing writes to them, so they can be emptied. */
     if (w->kept && (ftruncate(w->out_fd, 0) < 0 || ftruncate(w->err_fd, 0) < 0))
-        fprintf(stderr, "pyexecd: cannot empty a session's capture files: %s\n",
+        log_msg(LOG_WARN, "cannot empty a session's capture files: %s",
                 strerror(errno));
     job_mark_captures(job, w->out_fd, w->err_fd);
     flush_write(w);
@@ -590,7 +593,7 @@ void workers_check_timers(int64_t now)
             worker_discard(w, PX_INTERNAL, NULL);
         } else if (w->state == W_STARTING &&
                    now - w->started_at >= LIMIT_WORKER_START_TIMEOUT_MS) {
-            fprintf(stderr, "pyexecd: worker %d did not become ready; killed\n", (int)w->pid);
+            log_msg(LOG_WARN, "worker %d did not become ready; killed", (int)w->pid);
             stats.setup_failures++;
             worker_discard(w, PX_INTERNAL, NULL);
         }

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "zygote_link.h"
+#include "../common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,7 +53,7 @@ void zygote_link_start(void)
     char err[256];
     started_at = monotonic_ms();
     if (zygote_spawn(&z, cfg.argv, cfg.env, cfg.policy_fd, err, sizeof(err)) < 0) {
-        fprintf(stderr, "pyexecd: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         state = ZYGOTE_DOWN;
         restart_at = monotonic_ms() + (backoff_ms > LIMIT_ZYGOTE_BACKOFF_FIRST_MS
                                         ? backoff_ms : LIMIT_ZYGOTE_BACKOFF_FIRST_MS);
@@ -72,9 +73,9 @@ static void zygote_died(const char *why)
     int64_t now = monotonic_ms();
     zygote_end(&z, 1, &status);
     if (WIFSIGNALED(status))
-        fprintf(stderr, "pyexecd: zygote ended (%s): signal %d\n", why, WTERMSIG(status));
+        log_msg(LOG_WARN, "zygote ended (%s): signal %d", why, WTERMSIG(status));
     else
-        fprintf(stderr, "pyexecd: zygote ended (%s): status %d\n", why, WEXITSTATUS(status));
+        log_msg(LOG_WARN, "zygote ended (%s): status %d", why, WEXITSTATUS(status));
 
     /* Its workers die with it (parent-death signal). */
     workers_discard_all(PX_UNAVAILABLE,
@@ -85,8 +86,8 @@ static void zygote_died(const char *why)
      * --require-isolation that is reason enough to stop rather than retry for ever. */
     if (state == ZYGOTE_STARTING && ++start_failures >= LIMIT_ZYGOTE_START_ATTEMPTS &&
         cfg.required_layers) {
-        fprintf(stderr, "pyexecd: the zygote failed to start %u times and "
-                "--require-isolation is set\n", start_failures);
+        log_msg(LOG_ERROR, "the zygote failed to start %u times and "
+                "--require-isolation is set", start_failures);
         stop_server();
     }
     if (state == ZYGOTE_READY && now - ready_at >= LIMIT_ZYGOTE_STABLE_MS)
@@ -115,13 +116,13 @@ static void on_hello(struct ipc_cursor *c)
     if (missing) {
         for (unsigned bit = 1; bit & ISO_ALL; bit <<= 1)
             if (missing & bit)
-                fprintf(stderr, "pyexecd: isolation layer %s is not available and %s\n",
+                log_msg(LOG_ERROR, "isolation layer %s is not available and %s",
                         isolation_layer_name(bit), (cfg.required_layers & bit)
                             ? "--require-isolation is set"
                             : "the policy runs programs, which needs it");
         stop_server();
     }
-    fprintf(stderr, "pyexecd: zygote %d ready after %lld ms\n", (int)z.pid,
+    log_msg(LOG_WARN, "zygote %d ready after %lld ms", (int)z.pid,
             (long long)(ready_at - started_at));
 }
 
@@ -169,7 +170,7 @@ static void on_message(const unsigned char *msg, size_t n, int *fds, int nfds)
         uint32_t e = ipc_get_u32(&c);
         if (outstanding)
             outstanding--;
-        fprintf(stderr, "pyexecd: the zygote could not fork a worker: %s\n", strerror((int)e));
+        log_msg(LOG_WARN, "the zygote could not fork a worker: %s", strerror((int)e));
         retry_at = monotonic_ms() + LIMIT_SPAWN_RETRY_MS;
         break;
     }
@@ -180,7 +181,7 @@ static void on_message(const unsigned char *msg, size_t n, int *fds, int nfds)
         close(fds[i]);
     return;
 bad:
-    fprintf(stderr, "pyexecd: malformed message from the zygote (type %u)\n", (unsigned)type);
+    log_msg(LOG_WARN, "malformed message from the zygote (type %u)", (unsigned)type);
     for (int i = 0; i < nfds; i++)
         close(fds[i]);
 }
