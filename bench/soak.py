@@ -1604,13 +1604,18 @@ def main():
         for kind, exs in sorted(stats.examples.items()):
             for what, status, why in exs:
                 lines.append(f"- `{kind}` HTTP {status}: `{what[:200]}`: {why}")
+    # The request log's lines (one JSON object per request) are counted, not listed.
+    request_lines = sum(1 for line in log_lines
+                        if line.startswith("{") and '"msg":"request"' in line)
     notable = collections.Counter(
         re.sub(r"\d+", "N", line) for line in log_lines
         if not line.startswith("Fontconfig error") and "listening on" not in line and
-        not re.search(r"zygote \d+ ready after", line))
+        not re.search(r"zygote \d+ ready after", line) and
+        not (line.startswith("{") and '"msg":"request"' in line))
     lines += ["", "## Server log", "",
-              f"{len(log_lines)} lines on stderr; besides the start-up lines and "
-              f"fontconfig's cache warnings: {sum(notable.values())}."]
+              f"{len(log_lines)} lines on stderr, {request_lines} of them request lines; "
+              f"besides those, the start-up lines and fontconfig's cache warnings: "
+              f"{sum(notable.values())}."]
     for text, n in notable.most_common(20):
         lines.append(f"- {n} x `{text[:200]}`")
     if sanitizer:

@@ -394,7 +394,8 @@ static enum MHD_Result reply_or_wait(struct http_exchange *ex)
     if (!resp)
         return MHD_NO;
     ex->box->rec.status = (int)status;
-    ex->box->rec.bytes_out += reply_len;
+    if (ex->box->rec.method_id != METHOD_HEAD)   /* a HEAD reply sends no body */
+        ex->box->rec.bytes_out += reply_len;
     /* After a request whose body's end is in doubt, the bytes that follow are not a
      * request: close the connection rather than read them as one. While draining, every
      * connection closes after its reply, so that its client's next request goes to a

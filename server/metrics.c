@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/limits.h"
+
 #ifndef PYEXECD_VERSION
 #define PYEXECD_VERSION "0.1.0"
 #endif
@@ -259,8 +261,10 @@ char *metrics_render(const struct metrics_gauges *g, size_t *len)
     put(&t, "pyexecd_http_response_body_bytes_total %llu\n", get(&bytes_out));
     gauge(&t, "pyexecd_http_requests_in_flight", "HTTP requests being read, waiting for "
           "their reply, or having it sent.", g->requests_in_flight);
-    gauge(&t, "pyexecd_http_bodies_in_flight_bytes", "Request body bytes received and held "
-          "by all connections (at most 512 MiB).", g->body_bytes_in_flight);
+    char help[128];
+    snprintf(help, sizeof(help), "Request body bytes received and held by all connections "
+             "(at most %u MiB).", LIMIT_BODIES_IN_FLIGHT >> 20);
+    gauge(&t, "pyexecd_http_bodies_in_flight_bytes", help, g->body_bytes_in_flight);
 
     if (t.failed) {
         free(t.buf);
