@@ -37,23 +37,28 @@ static int key(struct line *l, const char *name)
 }
 
 /* A string field, escaped: quote, backslash and control characters (what a client's
- * method or a key id from the key file could hold; neither can end the line). */
+ * method or a key file's id could hold; neither can end the line). Byte by byte into the
+ * buffer: this runs for every request. */
 static void str(struct line *l, const char *name, const char *v)
 {
+    static const char hex[] = "0123456789abcdef";
     size_t mark = l->len;
     int fields = l->fields;
-    char esc[8];
     if (key(l, name) < 0 || append(l, "\"", 1) < 0)
         goto cut;
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        int n;
-        if (*p == '"' || *p == '\\')
-            n = snprintf(esc, sizeof(esc), "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            n = snprintf(esc, sizeof(esc), "\\u%04x", *p);
-        else
-            n = snprintf(esc, sizeof(esc), "%c", *p);
-        if (append(l, esc, (size_t)n) < 0)
+        char esc[6] = {'\\', (char)*p};
+        size_t n = 2;
+        if (*p < 0x20 || *p == 0x7f) {
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            n = 6;
+        } else if (*p != '"' && *p != '\\') {
+            esc[0] = (char)*p;
+            n = 1;
+        }
+        if (append(l, esc, n) < 0)
             goto cut;
     }
     if (append(l, "\"", 1) == 0)
