@@ -546,10 +546,7 @@ class EchoBackend:
         self.httpd.server_close()
 
 
-def free_port(ip="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+free_port = harness.free_port
 
 
 def common_free_port(ips):
