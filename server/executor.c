@@ -274,6 +274,7 @@ static void *executor_main(void *arg)
         dispatch();
         sessions_sweep(monotonic_ms());
         workers_free_dead();
+        zygote_link_reap_orphans();
         trim_when_idle(monotonic_ms());
         pthread_mutex_lock(&lock);
         stop_seen = stopping;
