@@ -12,7 +12,8 @@ itself unchanged).
              stateless requests during and after the drain all succeed on the survivors,
              a session of the stopped replica is a Google 404 naming it, the survivors'
              sessions go on.
-  ConfigTest the file passes `haproxy -c` as shipped and with the test's variables.
+  ConfigTest the file passes `haproxy -c` as shipped and with the test's variables; with
+             no replica up, HAProxy's own 503 is a Google-style error body.
 
 Run: PYEXECD_BIN=build/pyexecd python3 -u tests/integration/test_fleet.py -v
 """
@@ -27,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,10 +44,11 @@ HEADER = "x-pyexecd-replica"
 
 
 class HAProxy:
-    """haproxy -db on the shipped file, in front of `servers` ({replica id: Server}), on a
-    loopback port of its own; its status page on another."""
+    """haproxy -db on the shipped file, in front of `servers` ({replica id: Server}, or
+    anything with the .port it listens on), on a loopback port of its own; its status page
+    on another. Waits until HAProxy counts every server `expect` (UP)."""
 
-    def __init__(self, servers):
+    def __init__(self, servers, expect="UP"):
         self.port, self.stats_port = free_port(), free_port()
         env = dict(os.environ, PYEXECD_BIND=f"127.0.0.1:{self.port}",
                    PYEXECD_STATS_BIND=f"127.0.0.1:{self.stats_port}",
@@ -61,8 +64,8 @@ class HAProxy:
         self.drainer, _ = follow_stderr(self.proc, self.log.append, 0)
         try:
             wait_for(lambda: self.proc.poll() is not None or
-                     set(self.states().values()) == {"UP"}, 20,
-                     "HAProxy to count every replica up")
+                     set(self.states().values()) == {expect}, 20,
+                     f"HAProxy to count every replica {expect}")
             if self.proc.poll() is not None:
                 raise RuntimeError("haproxy exited:\n" + "\n".join(self.log))
         except Exception:
@@ -317,6 +320,20 @@ class ConfigTest(unittest.TestCase):
         out = self.check(PYEXECD_CHECK_INTER="soon")
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("inter", out.stdout + out.stderr)
+
+    def test_no_replica_ready_is_a_google_503(self):
+        """Every replica down (nothing listens on their ports): HAProxy's own 503 is a
+        Google-style error body, at once."""
+        nobody = {name: types.SimpleNamespace(port=free_port()) for name in REPLICAS}
+        haproxy = HAProxy(nobody, expect="DOWN")
+        self.addCleanup(haproxy.close)
+        t0 = time.monotonic()
+        status, body, headers = haproxy.request("POST", "/v1/execute",
+                                                {"parts": [code_part("print(1)")]})
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(status, 503, body)
+        self.assertEqual(headers.get("content-type"), "application/json")
+        self.assertEqual((body["error"]["code"], body["error"]["status"]), (503, "UNAVAILABLE"))
 
     def test_readiness_is_the_check(self):
         with open(CONFIG) as f:
