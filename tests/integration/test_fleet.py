@@ -11,7 +11,9 @@ itself unchanged).
              succeeds, HAProxy takes the replica out within its check interval (/readyz),
              stateless requests during and after the drain all succeed on the survivors,
              a session of the stopped replica is a Google 404 naming it, the survivors'
-             sessions go on.
+             sessions go on;
+             test_4: a replica's zygote killed: /readyz 503 takes it out (an L7 check
+             failure), the other serves everything, and it is back once ready.
   ConfigTest the file passes `haproxy -c` as shipped and with the test's variables; with
              no replica up, HAProxy's own 503 is a Google-style error body.
 
@@ -295,6 +297,32 @@ class FleetTest(unittest.TestCase):
         self.assertEqual(sum(after.values()), 10)
         self.assertEqual(self.haproxy.states(), {**{n: "UP" for n in survivors},
                                                  victim: "DOWN"})
+
+
+    def test_4_a_zygote_restart_takes_a_replica_out_until_it_is_ready(self):
+        # After test_3: r1 and r2 serve. r1's zygote killed: its /readyz is 503 (an L7
+        # check failure, the process still answers), HAProxy takes it out, r2 serves
+        # everything, and r1 is back once its new zygote is ready.
+        name, other = "r1", "r2"
+        s = self.servers[name]
+        old = s.zygote_pid()
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: self.haproxy.states().get(name) == "DOWN", 10,
+                 f"HAProxy to mark {name} down", interval=0.01)
+        while_out = collections.Counter()
+        while self.haproxy.states().get(name) == "DOWN" and sum(while_out.values()) < 200:
+            out, replica = self.execute("print('while out')")
+            self.assertEqual(out, "while out\n")
+            while_out[replica] += 1
+        self.assertEqual(set(while_out), {other}, while_out)
+        self.assertGreaterEqual(sum(while_out.values()), 3, while_out)
+        self.assertTrue(any(f"Server pyexecd/{name} is DOWN" in line and "Layer7" in line
+                            for line in self.haproxy.log), "\n".join(self.haproxy.log))
+        wait_for(lambda: self.haproxy.states().get(name) == "UP", 60, f"{name} to be back")
+        self.assertNotEqual(s.zygote_pid(), old)
+        back = collections.Counter(self.execute("print('back')")[1] for _ in range(6))
+        self.assertEqual(set(back), {name, other}, back)
+        self.assertGreaterEqual(min(back.values()), 2, back)
 
 
 class ConfigTest(unittest.TestCase):
