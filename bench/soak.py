@@ -117,7 +117,7 @@ GRPC = {"INVALID_ARGUMENT", "NOT_FOUND", "ABORTED", "RESOURCE_EXHAUSTED", "UNAVA
 PART_KEYS = {"executableCode", "codeExecutionResult", "inlineData", "text"}
 NOT_RUN = "This code block did not run"
 GEN_KEYS = {"candidates", "usageMetadata", "modelVersion", "responseId", "createTime"}
-SESSION_ID = re.compile(r"^sessions/([0-9a-f]{32})$")
+SESSION_ID = re.compile(r"^sessions/((?:[a-z0-9-]{1,63}\.)?[0-9a-f]{32})$")
 TOOLS = [{"codeExecution": {}}]
 REQUEST_OUTPUT_BYTES = 4 << 20      # common/limits.h: output text per request
 
@@ -283,12 +283,24 @@ class Server:
         while time.time() < end:
             if self.proc.poll() is not None:
                 raise SystemExit("pyexecd exited:\n" + self.log_text())
-            h = self.health()
-            if h and h.get("status") == "ok" and h["pool"]["ready"] >= min(self.pool, 1):
+            # Ready (/readyz: the zygote is up), then a pool worker (/healthz).
+            h = self.ready() and self.health()
+            if h and h["pool"]["ready"] >= min(self.pool, 1):
                 return
             time.sleep(0.1)
         self.kill()
         raise SystemExit("pyexecd not ready in 180 s:\n" + self.log_text())
+
+    def ready(self):
+        """Whether /readyz answers 200."""
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            conn.request("GET", "/readyz")
+            status = conn.getresponse().status
+            conn.close()
+            return status == 200
+        except (OSError, http.client.HTTPException):
+            return False
 
     def health(self):
         try:

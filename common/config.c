@@ -34,7 +34,7 @@ enum {
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
     OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_FIDELITY, OPT_DRAIN, OPT_API_KEY_FILE,
-    OPT_ALLOW_UNAUTHENTICATED, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
+    OPT_ALLOW_UNAUTHENTICATED, OPT_LOG_LEVEL, OPT_REPLICA_ID, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -51,6 +51,7 @@ static const struct option long_options[] = {
     {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
     {"allow-unauthenticated", no_argument, NULL, OPT_ALLOW_UNAUTHENTICATED},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"replica-id", required_argument, NULL, OPT_REPLICA_ID},
     {"deadline-ms", required_argument, NULL, OPT_DEADLINE},
     {"output-bytes", required_argument, NULL, OPT_OUTPUT},
     {"worker-memory-mib", required_argument, NULL, OPT_MEMORY},
@@ -97,6 +98,10 @@ static void usage(FILE *f)
 "  --allow-unauthenticated   serve beyond loopback without --api-key-file (a warning)\n"
 "  --log-level LEVEL         debug, info (default: one JSON line per request), warn\n"
 "                            (start-up, drain and warnings only) or error\n"
+"  --replica-id ID           this server's name in a fleet, the prefix of its session ids\n"
+"                            (ID.<32 hex>: a balancer routes /v1/sessions/ID.* here); a DNS\n"
+"                            label, 1-63 of a-z 0-9 -, or 'none' (default: the host name's\n"
+"                            first label, lower-cased, when it is one)\n"
 "  --policy FILE             sandbox policy: seccomp rules and limits (default: the\n"
 "                            built-in policies/default.policy; grammar in policies/README.md)\n"
 "  --print-policy FILE       print FILE's compiled seccomp filter (PFC) and exit\n"
@@ -132,6 +137,35 @@ static void usage(FILE *f)
             LIMIT_POOL, LIMIT_QUEUE, LIMIT_QUEUE_WAIT_MS, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
             LIMIT_SESSION_LIFETIME_MS, LIMIT_DRAIN_MS, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
             LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE, LIMIT_UPSTREAM_TIMEOUT_MS);
+}
+
+int config_valid_replica_id(const char *s, size_t n)
+{
+    if (n < 1 || n > LIMIT_REPLICA_ID_CHARS || s[0] == '-' || s[n - 1] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* The default replica id: the host name's first label, lower-cased, when it is a valid
+ * one (a pod's or a container's name, say); else none. */
+static void default_replica_id(char *out, size_t outlen)
+{
+    char host[256];
+    out[0] = '\0';
+    if (gethostname(host, sizeof(host)) < 0)
+        return;
+    host[sizeof(host) - 1] = '\0';
+    size_t n = strcspn(host, ".");
+    for (size_t i = 0; i < n; i++)
+        if (host[i] >= 'A' && host[i] <= 'Z')
+            host[i] = (char)(host[i] - 'A' + 'a');
+    if (n < outlen && config_valid_replica_id(host, n)) {
+        memcpy(out, host, n);
+        out[n] = '\0';
+    }
 }
 
 int config_venv_bin(const struct config *c, char *buf, size_t len)
@@ -221,6 +255,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     c->upstream_timeout_ms = LIMIT_UPSTREAM_TIMEOUT_MS;
     c->runner_file = NULL;
     c->log_level = LOG_INFO;
+    default_replica_id(c->replica_id, sizeof(c->replica_id));
 
     static char runner_file[PATH_MAX];
     const char *runner = DEFAULT_RUNNER_FRAME;
@@ -324,6 +359,19 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
             c->log_level = l;
             break;
         }
+        case OPT_REPLICA_ID:
+            if (strcmp(a, "none") == 0) {
+                c->replica_id[0] = '\0';
+                break;
+            }
+            if (!config_valid_replica_id(a, strlen(a))) {
+                snprintf(err, errlen, "bad value for --replica-id: '%.80s' (a DNS label: 1 to "
+                         "%d of a-z, 0-9 and '-', not first or last; or none)", a,
+                         LIMIT_REPLICA_ID_CHARS);
+                return -1;
+            }
+            memcpy(c->replica_id, a, strlen(a) + 1);
+            break;
         case OPT_PRINT_POLICY:
             c->print_policy_path = a;
             break;

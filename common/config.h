@@ -46,6 +46,8 @@ struct config {
     const char *runner_file;        /* NULL: no runner frame in tracebacks */
     unsigned runner_line;
     int plain_tracebacks;           /* --fidelity plain: no str(exc) line either */
+    char replica_id[LIMIT_REPLICA_ID_CHARS + 1];   /* the prefix of this server's session
+                                                    * ids; "" for none */
 
     /* Internal: set by the server when it starts the zygote. */
     int zygote;
@@ -56,6 +58,10 @@ struct config {
  * gives DIR/bin): its python3 and pip are what the code's child processes run. Writes
  * it to buf and returns 0, or -1 when site_packages is not shaped so. */
 int config_venv_bin(const struct config *c, char *buf, size_t len);
+
+/* Nonzero when s[0..n) is a replica id: a DNS label (1 to LIMIT_REPLICA_ID_CHARS of
+ * [a-z0-9-], neither first nor last a '-'). */
+int config_valid_replica_id(const char *s, size_t n);
 
 /* Fills c with defaults, then applies argv. Returns 0 to run, 1 when --help or --version
  * was printed (exit 0), -1 on a bad flag with a message in err (exit 2). */

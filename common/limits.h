@@ -124,6 +124,15 @@
 /* Ended sessions remembered, so a late call can be told why its session is gone. */
 #define LIMIT_SESSION_TOMBSTONES    256
 
+/* Characters of a replica id (--replica-id): one DNS label, so that an ingress can turn a
+ * session id's prefix into a host name (deploy/kubernetes/router.yaml) or a server's
+ * name (deploy/haproxy/haproxy.cfg). */
+#define LIMIT_REPLICA_ID_CHARS      63
+
+/* A session id and its NUL: the replica that owns the session, a dot and 128 random bits
+ * in hex ("r1.4f0c...": the 32 hex digits alone on a server without a replica id). */
+#define LIMIT_SESSION_ID_BYTES      (LIMIT_REPLICA_ID_CHARS + 1 + 32 + 1)
+
 /* Worker slots a zygote keeps beyond what its workers need (sandbox/zygote.h): room for
  * a pool refill racing the reaping of killed workers. */
 #define LIMIT_ZYGOTE_SPARE_SLOTS    8

@@ -77,19 +77,22 @@ class Client:
         return status, body, hdrs
 
     def wait_ready(self, timeout=180, proc=None, log=None, unreachable_after=None):
-        """Waits for /healthz to say ok (503 while the zygote starts). unreachable_after:
-        give up after that many seconds of no connection at all (a wrong --url)."""
+        """Waits for /readyz to say ready (503 while the zygote starts), then returns the
+        /healthz document. unreachable_after: give up after that many seconds of no
+        connection at all (a wrong --url)."""
         start = time.time()
         answered, last = False, ""
         while time.time() - start < timeout:
             if proc is not None and proc.poll() is not None:
                 raise ServerError("pyexecd exited:\n" + (log() if log else ""))
             try:
-                status, body = self.health(timeout=5)
+                status, _, _ = self.request("GET", "/readyz", timeout=5)
                 answered = True
-                if status == 200 and body.get("status", "ok") == "ok":
-                    return body
-                last = f"/healthz answered {status}"
+                if status == 200:
+                    status, body = self.health(timeout=5)
+                    if status == 200:
+                        return body
+                last = f"/readyz answered {status}"
             except (OSError, http.client.HTTPException) as e:
                 last = f"{type(e).__name__}: {e}"
                 if (unreachable_after is not None and not answered

@@ -301,7 +301,7 @@ SERVER_PID=""
 wait_up() {   # $1: pid whose network namespace the server listens in
     for _ in $(seq 1 240); do
         [ -e "/proc/$1" ] || return 1
-        if nsenter --net="/proc/$1/ns/net" curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:8080/healthz 2>/dev/null; then
+        if nsenter --net="/proc/$1/ns/net" curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:8080/readyz 2>/dev/null; then
             return 0
         fi
         sleep 0.5
@@ -404,7 +404,7 @@ EOF
         sleep 0.1
     done
     [ -n "$SERVER_PID" ] || fail "the namespaced server did not start: $(tail -3 "$CACHE/logs/server.log")"
-    wait_up "$SERVER_PID" || fail "no 200 from /healthz within 120 s: $(tail -5 "$CACHE/logs/server.log" | tr '\n' ' ')"
+    wait_up "$SERVER_PID" || fail "no 200 from /readyz within 120 s: $(tail -5 "$CACHE/logs/server.log" | tr '\n' ' ')"
     HOW="image mount + pivot_root"
     pass "up (namespaced pid 1 = $SERVER_PID), capabilities $bset"
 fi

@@ -14,7 +14,7 @@ struct waiter {
     enum px_result status;
     char message[512];
     struct exec_result *result;   /* taken over from the reply */
-    char session_id[33];
+    char session_id[LIMIT_SESSION_ID_BYTES];
 };
 
 static void waiter_init(struct waiter *w)
@@ -74,14 +74,14 @@ static void take_result(struct waiter *w, enum px_result r, struct exec_result *
     }
 }
 
-enum px_result exec_sync_start(char id[33], const struct exec_request *req,
+enum px_result exec_sync_start(char id[LIMIT_SESSION_ID_BYTES], const struct exec_request *req,
                                struct exec_result **res, char *msg, size_t msglen)
 {
     struct waiter w;
     waiter_init(&w);
     enum px_result r = wait_for(&w, executor_session_create(1, req, on_done, &w), msg,
                                 msglen);
-    memcpy(id, w.session_id, 33);
+    memcpy(id, w.session_id, LIMIT_SESSION_ID_BYTES);
     take_result(&w, r, res);
     waiter_release(&w);
     return r;

@@ -10,9 +10,9 @@
 #include "execution.h"
 
 /* A new turn interpreter (an internal session) running req (borrowed) at once: one step,
- * not two. Returns as exec_sync_run does; id[33] gets the interpreter's id whenever it
+ * not two. Returns as exec_sync_run does; id gets the interpreter's id whenever it
  * was made (also when the execution then failed: close it), else "". */
-enum px_result exec_sync_start(char id[33], const struct exec_request *req,
+enum px_result exec_sync_start(char id[LIMIT_SESSION_ID_BYTES], const struct exec_request *req,
                                struct exec_result **res, char *msg, size_t msglen);
 
 /* Runs req (borrowed) in interpreter id. Returns PX_OK with *res (the caller frees it

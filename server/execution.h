@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/limits.h"
 #include "../common/result.h"
 
 struct input_file {
@@ -96,7 +97,7 @@ struct exec_result {
 /* What a session looks like from outside. Times are wall-clock milliseconds since the
  * epoch. */
 struct session_info {
-    char id[33];                  /* 128 random bits in hex */
+    char id[LIMIT_SESSION_ID_BYTES];   /* "<replica>.<128 random bits in hex>" */
     long long create_time_ms;
     long long last_use_time_ms;
     long long expire_time_ms;     /* when it ends if left unused */

@@ -276,6 +276,7 @@ static void *executor_main(void *arg)
         dispatch();
         sessions_sweep(monotonic_ms());
         workers_free_dead();
+        zygote_link_reap_orphans();
         trim_when_idle(monotonic_ms());
         pthread_mutex_lock(&lock);
         stop_seen = stopping;
@@ -301,7 +302,7 @@ int executor_start(const struct executor_config *c, char *err, size_t errlen)
     worker_link_init(epfd, cfg.output_bytes);
     struct sessions_config sc = {.max = cfg.max_sessions, .idle_ms = cfg.session_idle_ms,
                                  .lifetime_ms = cfg.session_lifetime_ms,
-                                 .max_turns = cfg.max_turns};
+                                 .max_turns = cfg.max_turns, .replica = cfg.replica_id};
     sessions_init(&sc);
     struct zygote_link_config zc = {.argv = cfg.zygote_argv, .env = cfg.zygote_env,
                                     .policy_fd = cfg.policy_fd,

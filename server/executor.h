@@ -38,6 +38,7 @@ struct executor_config {
     unsigned required_layers;     /* isolation layers without which we stop (--require-isolation) */
     int runs_programs;            /* the policy lets code run programs: a PID namespace is
                                    * required (it ends a worker's whole process tree) */
+    const char *replica_id;       /* the prefix of session ids, "" for none (borrowed) */
 };
 
 /* Starts the executor thread, which launches the zygote. Returns 0 or -1 with err. */

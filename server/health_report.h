@@ -33,6 +33,7 @@ struct health_report {
     unsigned long long body_bytes;
     unsigned long long input_file_bytes;
     const char *policy_name;     /* borrowed */
+    const char *replica_id;      /* "" or NULL: none (borrowed) */
 };
 
 #endif

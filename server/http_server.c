@@ -405,6 +405,12 @@ static enum MHD_Result reply_or_wait(struct http_exchange *ex)
         MHD_destroy_response(resp);
         return MHD_NO;
     }
+    /* Which replica answered: what a fleet's operator looks for behind a balancer. */
+    if (options.replica_id && options.replica_id[0] &&
+        MHD_add_response_header(resp, HTTP_REPLICA_HEADER, options.replica_id) != MHD_YES) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
     enum MHD_Result ret = MHD_queue_response(ex->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;

@@ -36,7 +36,12 @@ struct http_server_options {
     unsigned idle_timeout_s;   /* for connections not waiting on an execution */
     http_handler_fn handler;
     http_completed_fn completed;   /* may be NULL */
+    const char *replica_id;    /* sent as HTTP_REPLICA_HEADER on every reply ("" or NULL:
+                                * not sent; borrowed) */
 };
+
+/* The response header that names the replica that answered. */
+#define HTTP_REPLICA_HEADER "X-Pyexecd-Replica"
 
 /* Starts serving. Returns 0, or -1 with a message in err. */
 int http_server_start(const struct http_server_options *opt, char *err, size_t errlen);

@@ -39,7 +39,7 @@ struct worker;
 struct job {
     struct job *next;                 /* in the executor's queue */
     enum job_kind kind;
-    char session_id[33];              /* the session a JOB_SESSION_* names */
+    char session_id[LIMIT_SESSION_ID_BYTES];   /* the session a JOB_SESSION_* names */
     const struct exec_request *req;   /* executions: the submitter's, valid until answered */
     exec_done_fn done;
     void *ctx;

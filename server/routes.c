@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/config.h"
 #include "../common/fidelity.h"
 #include "api_keys.h"
 #include "clock.h"
@@ -180,15 +181,21 @@ static void handle_session_create(struct http_exchange *ex)
         session_refused(ex, r);
 }
 
-/* A session id as we make them: 32 lowercase hex digits. */
-static int valid_session_id(const char *s, size_t n)
+/* A session id as servers make them: 32 lowercase hex digits, after the owner's replica
+ * id and a dot when it has one. Returns the replica id's length (0: none), or -1 when
+ * s[0..n) is not shaped so. */
+static int session_id_replica(const char *s, size_t n)
 {
-    if (n != 32)
+    if (n < 32 || n == 33 || n >= LIMIT_SESSION_ID_BYTES)
+        return -1;
+    const char *hex = s + n - 32;
+    for (size_t i = 0; i < 32; i++)
+        if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f')))
+            return -1;
+    if (n == 32)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
+    size_t r = n - 33;
+    return s[r] == '.' && config_valid_replica_id(s, r) ? (int)r : -1;
 }
 
 /* /v1/sessions/<id> (GET, DELETE) and /v1/sessions/<id>:execute (POST). Returns 0 when
@@ -201,16 +208,28 @@ static int route_session(struct http_exchange *ex, const char *path, const char 
     const char *id = path + sizeof(prefix) - 1;
     const char *colon = strchr(id, ':');
     size_t idlen = colon ? (size_t)(colon - id) : strlen(id);
-    char idbuf[33];
+    char idbuf[LIMIT_SESSION_ID_BYTES];
     if (colon && strcmp(colon, ":execute") != 0)
         return 0;
-    if (!valid_session_id(id, idlen)) {
-        reply_error(ex, PX_NOT_FOUND, "No such session: a session name is sessions/ and "
-                    "32 hexadecimal digits.", NULL);
+    int replica = session_id_replica(id, idlen);
+    if (replica < 0) {
+        reply_error(ex, PX_NOT_FOUND, "No such session: a session name is sessions/ and 32 "
+                    "hexadecimal digits, after the id of the replica that made it and a dot "
+                    "(sessions/r1.<32 hex>).", NULL);
         return 1;
     }
     memcpy(idbuf, id, idlen);
     idbuf[idlen] = '\0';
+    /* Another server's session: say whose, so that a misrouted request is plain. */
+    const char *mine = options.replica_id ? options.replica_id : "";
+    if (replica > 0 && ((size_t)replica != strlen(mine) ||
+                        memcmp(id, mine, (size_t)replica) != 0)) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "Session sessions/%s belongs to replica %.*s, not to this "
+                 "one (%s); route it there.", idbuf, replica, id, mine[0] ? mine : "none");
+        reply_error(ex, PX_NOT_FOUND, msg, NULL);
+        return 1;
+    }
     enum px_result r;
     if (colon) {
         if (strcmp(method, "POST") != 0) {
@@ -243,21 +262,21 @@ static void handle_health(struct http_exchange *ex)
     h.body_bytes = options.body_bytes;
     h.input_file_bytes = options.input_file_bytes;
     h.policy_name = options.policy_name;
+    h.replica_id = options.replica_id;
     size_t len;
     char *body = wire_encode_health(&h, &len);
     if (!body) {
         reply_error(ex, PX_NOMEM, "Out of memory.", NULL);
         return;
     }
-    /* 503 until the zygote is ready, so a load balancer sends no traffic before then. */
-    http_exchange_reply(ex, result_http_status(h.zygote_state == ZYGOTE_READY ? PX_OK
-                                                                              : PX_UNAVAILABLE),
-                        body, len, NULL);
+    /* Liveness: 200 whenever the server answers HTTP, the zygote starting, restarting or
+     * not (the body says which); whether to send it work is /readyz's to say. */
+    http_exchange_reply(ex, 200, body, len, NULL);
 }
 
 /* GET /readyz: 200 while the server takes work; 503 while its zygote is not ready (it
  * starts or restarts) and once it drains, so that a load balancer sends nothing then.
- * /healthz, with the figures, stays 200 while draining. */
+ * /healthz, the liveness check with the figures, stays 200 all along. */
 static void handle_ready(struct http_exchange *ex)
 {
     struct health_report h;

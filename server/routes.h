@@ -14,6 +14,8 @@ struct routes_options {
     size_t input_file_bytes;    /* decoded input files per request */
     const char *policy_name;    /* reported by /healthz (borrowed for the server's life) */
     unsigned max_sessions;      /* for the message at the session limit */
+    const char *replica_id;     /* this server's, "" for none: reported by /healthz, and
+                                 * the prefix of the session ids it owns (borrowed) */
 };
 
 void routes_init(const struct routes_options *opt);

@@ -282,6 +282,11 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         log_msg(LOG_ERROR, "%s", err);
         return 1;
     }
+    if (c->replica_id[0])
+        log_msg(LOG_WARN, "replica %s (session ids %s.<32 hex>)", c->replica_id,
+                c->replica_id);
+    else
+        log_msg(LOG_WARN, "no replica id (session ids are 32 hex digits alone)");
 
     /* The zygote gets our flags (it reads its limits from them) plus its own. */
     char **zargv = calloc((size_t)argc + 3, sizeof(char *));
@@ -312,7 +317,7 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         .required_layers = c->require_isolation ? ISO_ALL : 0,
         .max_sessions = c->max_sessions, .session_idle_ms = c->session_idle_ms,
         .session_lifetime_ms = c->session_lifetime_ms, .max_turns = LIMIT_TURN_THREADS,
-        .runs_programs = policy->runs_programs,
+        .runs_programs = policy->runs_programs, .replica_id = c->replica_id,
     };
     if (executor_start(&ec, err, sizeof(err)) < 0) {
         log_msg(LOG_ERROR, "%s", err);
@@ -322,7 +327,7 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         .deadline_ms = (unsigned)policy->deadline_ms,
         .output_bytes = policy->output_bytes, .body_bytes = LIMIT_BODY_BYTES,
         .input_file_bytes = policy->input_file_bytes, .policy_name = policy->name,
-        .max_sessions = c->max_sessions,
+        .max_sessions = c->max_sessions, .replica_id = c->replica_id,
     };
     routes_init(&ro);
     if (turns_start(LIMIT_TURN_THREADS, LIMIT_TURN_QUEUE, err, sizeof(err)) < 0) {
@@ -335,6 +340,7 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         .connection_limit = LIMIT_HTTP_CONNECTIONS,
         .idle_timeout_s = LIMIT_HTTP_IDLE_TIMEOUT_S,
         .handler = routes_handle, .completed = routes_completed,
+        .replica_id = c->replica_id,
     };
     if (http_server_start(&ho, err, sizeof(err)) < 0) {
         log_msg(LOG_ERROR, "%s", err);

@@ -14,7 +14,7 @@
 
 struct session {
     struct session *next;
-    char id[33];
+    char id[LIMIT_SESSION_ID_BYTES];
     struct worker *w;              /* its interpreter; discarded when the session ends */
     long long created_wall_ms, last_used_wall_ms;   /* for display */
     int64_t created, last_used;    /* monotonic ms, for the timers */
@@ -30,7 +30,7 @@ static atomic_uint alive;
 
 /* Sessions that ended, so that a late call can be told why (a ring). */
 static struct {
-    char id[33];
+    char id[LIMIT_SESSION_ID_BYTES];
     char why[96];
 } tombstones[LIMIT_SESSION_TOMBSTONES];
 static unsigned tombstone_next;
@@ -181,7 +181,7 @@ static void gone_message(const char *id, char *buf, size_t len)
 
 void sessions_take(struct job *job)
 {
-    char msg[200];
+    char msg[320];
     struct session *s = find(job->session_id);
     if (s && s->internal != job->internal)
         s = NULL;   /* a turn's interpreter is not reachable as a session, nor the reverse */
@@ -230,8 +230,11 @@ void sessions_create(struct job *job, struct worker *w)
         job_fail(job, PX_INTERNAL, "Could not create the session.");
         return;
     }
+    /* "<replica>.<hex>": whoever holds the id can tell which server owns it. */
+    size_t at = cfg.replica && cfg.replica[0]
+                    ? (size_t)snprintf(s->id, sizeof(s->id), "%s.", cfg.replica) : 0;
     for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
+        snprintf(s->id + at + 2 * i, 3, "%02x", raw[i]);
     s->w = w;
     s->internal = job->internal;
     s->created_wall_ms = s->last_used_wall_ms = wall_ms();

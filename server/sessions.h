@@ -14,6 +14,8 @@ struct sessions_config {
     unsigned max_turns;           /* model turns' interpreters at once (the same) */
     unsigned idle_ms;             /* a session unused this long ends */
     unsigned lifetime_ms;         /* a session ends at this age */
+    const char *replica;          /* the prefix of the ids ("r1": "r1.<32 hex>"), "" for
+                                   * none (borrowed for the server's life) */
 };
 
 void sessions_init(const struct sessions_config *cfg);

@@ -28,7 +28,7 @@ struct turn {
     struct gen_request req;
 
     /* The turn's interpreter, opened at its first code block. */
-    char interp[33];
+    char interp[LIMIT_SESSION_ID_BYTES];
     int interp_open;
     int interp_ended;               /* a deadline or crash ended it: later blocks do not run */
     int files_sent;

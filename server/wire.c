@@ -612,7 +612,7 @@ void wire_rfc3339(long long ms, char *buf, size_t len)
 
 char *wire_encode_session(const struct session_info *s, size_t *len)
 {
-    char name[64], created[40], used[40], expires[40];
+    char name[sizeof("sessions/") + LIMIT_SESSION_ID_BYTES], created[40], used[40], expires[40];
     snprintf(name, sizeof(name), "sessions/%s", s->id);
     wire_rfc3339(s->create_time_ms, created, sizeof(created));
     wire_rfc3339(s->last_use_time_ms, used, sizeof(used));
@@ -766,6 +766,10 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
           cJSON_AddNumberToObject(lim, "inputFileBytes", (double)h->input_file_bytes);
     if (ok && h->policy_name)
         ok &= !!cJSON_AddStringToObject(root, "policy", h->policy_name);
+    if (ok)   /* the prefix of this server's session ids; null: it has none */
+        ok &= h->replica_id && h->replica_id[0]
+                  ? !!cJSON_AddStringToObject(root, "replica", h->replica_id)
+                  : !!cJSON_AddNullToObject(root, "replica");
 
     const struct interpreter_info *in = &h->interpreter;
     if (ok && in->python[0]) {

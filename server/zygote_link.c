@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,6 +47,21 @@ static void stop_server(void)
 {
     fatal = 1;
     kill(getpid(), SIGTERM);
+}
+
+void zygote_link_reap_orphans(void)
+{
+    static int inherits = -1;   /* whether orphans can be ours at all */
+    if (inherits < 0) {
+        int subreaper = 0;
+        inherits = getpid() == 1 ||
+                   (prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0) == 0 && subreaper);
+    }
+    if (!inherits)
+        return;
+    unsigned n = zygote_reap_orphans(&z);
+    if (n)
+        fprintf(stderr, "pyexecd: reaped %u orphaned processes\n", n);
 }
 
 void zygote_link_start(void)

@@ -40,6 +40,10 @@ struct zygote_status {
 
 void zygote_link_init(const struct zygote_link_config *cfg);
 
+/* Reaps orphans the server inherited (zygote_reap_orphans), when it can inherit any: as
+ * PID 1 or a child subreaper. Cheap otherwise; call once per turn of the loop. */
+void zygote_link_reap_orphans(void);
+
 /* Launches the zygote and watches its control socket and exit; on failure, schedules a
  * restart. */
 void zygote_link_start(void);

@@ -101,6 +101,21 @@ void zygote_end(struct zygote_process *z, int kill_it, int *status)
     z->ctl_fd = z->pidfd = -1;
 }
 
+unsigned zygote_reap_orphans(const struct zygote_process *z)
+{
+    unsigned n = 0;
+    for (;;) {
+        siginfo_t si;
+        si.si_pid = 0;
+        /* Look first (WNOWAIT): the zygote's status is zygote_end's to take. */
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0 ||
+            si.si_pid == z->pid)
+            return n;
+        if (waitpid(si.si_pid, NULL, WNOHANG) == si.si_pid)
+            n++;
+    }
+}
+
 void zygote_stop(struct zygote_process *z, int grace_ms)
 {
     if (z->ctl_fd >= 0) {

@@ -26,4 +26,13 @@ void zygote_end(struct zygote_process *z, int kill_it, int *status);
  * zygote_end. */
 void zygote_stop(struct zygote_process *z, int grace_ms);
 
+/* Reaps the server's children that have exited, except the zygote z (zygote_end reaps it,
+ * by pid, for its status). The server's only child is the zygote, but as PID 1 of a
+ * container (or as a child subreaper) it is also the parent of every process orphaned in
+ * its PID namespace: the workers of a zygote that died (their parent-death signal kills
+ * them). Nobody else waits for those: unreaped, each would stay a zombie for the server's
+ * life. Never blocks; stops early while z itself waits to be reaped (call again once it
+ * is). Returns how many it reaped. */
+unsigned zygote_reap_orphans(const struct zygote_process *z);
+
 #endif

@@ -187,14 +187,17 @@ class Server:
         return self
 
     def wait_ready(self, timeout=None):
+        """Waits until /readyz says ready (the zygote is up) and /healthz shows a pool
+        worker ready (when there is a pool); returns the /healthz body."""
         deadline = time.time() + (timeout or self.ready_timeout)
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("pyexecd exited:\n" + self.log_text())
             try:
-                status, body = self.get("/healthz", timeout=5)
-                if status == 200 and body.get("pool", {}).get("ready", 0) >= min(self.pool, 1):
-                    return body
+                if self.get("/readyz", timeout=5)[0] == 200:
+                    status, body = self.get("/healthz", timeout=5)
+                    if status == 200 and body.get("pool", {}).get("ready", 0) >= min(self.pool, 1):
+                        return body
             except (OSError, http.client.HTTPException):
                 pass
             time.sleep(0.05)
@@ -333,6 +336,13 @@ def http_request(host, port, method, path, body=None, headers=None, timeout=120)
         return resp.status, data, dict(resp.getheaders())
     finally:
         conn.close()
+
+
+def free_port(ip="127.0.0.1"):
+    """A TCP port free on ip now (for a program that cannot be told port 0)."""
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout, what, interval=0.02):

@@ -41,9 +41,9 @@ VALIDATOR = os.environ.get("KUBERNETES_VALIDATE",
 # preStop sleep action are 1.30's) and the newest whose schemas the validator ships.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
 
-# Flags being added as this is written (session routing, log levels): an older binary's
-# --help may lack these two; every other flag the files pass must be there.
-COMING_FLAGS = {"replica-id", "log-level"}
+# Flags being added as this is written (log levels): an older binary's --help may lack
+# it; every other flag the files pass must be there.
+COMING_FLAGS = {"log-level"}
 
 # The capabilities the sandbox needs (deploy/kubernetes/README.md, "Privileges"): the
 # Deployment and the unit grant the same.
@@ -207,7 +207,9 @@ class ServerDeploymentTest(unittest.TestCase):
     def test_probes(self):
         c = self.m.container
         listen_port = int(arg_value(self.m.args, "--listen").rsplit(":", 1)[1])
-        for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"),
+        # Liveness is /healthz (200 while the process serves HTTP); starting up and taking
+        # work are readiness, /readyz (503 until the zygote is ready).
+        for probe, path in (("startupProbe", "/readyz"), ("livenessProbe", "/healthz"),
                             ("readinessProbe", "/readyz")):
             with self.subTest(probe=probe):
                 get = c[probe]["httpGet"]
@@ -546,10 +548,7 @@ class EchoBackend:
         self.httpd.server_close()
 
 
-def free_port(ip="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+free_port = harness.free_port
 
 
 def common_free_port(ips):
@@ -695,8 +694,6 @@ class RealSessionsThroughRouterTest(unittest.TestCase):
     lives on, call after call, in the replica that created it."""
 
     def test_session_state_persists_through_the_router(self):
-        if "replica-id" not in flags_in(help_text()):
-            self.skipTest("skipped: this binary has no --replica-id yet")
         if not shutil.which("nginx"):
             self.skipTest("skipped: nginx is not installed")
         ips = {"10-1-2-3": "127.0.0.2", "10-1-2-4": "127.0.0.3"}
@@ -729,8 +726,6 @@ class SessionIdTest(unittest.TestCase):
     """The session ids the server makes are the ones the router routes."""
 
     def test_session_name_carries_the_replica_id(self):
-        if "replica-id" not in flags_in(help_text()):
-            self.skipTest("skipped: this binary has no --replica-id yet")
         with harness.Server("--replica-id", "10-1-2-3", workers=1, pool=1) as s:
             status, session, _ = s.request("POST", "/v1/sessions", "{}")
             self.assertEqual(status, 200, session)

@@ -167,21 +167,46 @@ class ReadyDuringRestartTest(unittest.TestCase):
         self.assertEqual(status, 200)
         old = s.zygote_pid()
         os.kill(old, signal.SIGKILL)
-        seen_unready = False
+        unready = 0
         end = time.monotonic() + 30
         while time.monotonic() < end:
             status, body = s.get("/readyz")
             if status == 503:
-                seen_unready = True
+                unready += 1
                 self.assertEqual(body["error"]["status"], "UNAVAILABLE", body)
-                # Liveness is another matter: /healthz answers all along.
-                self.assertIn(s.health()[0], (200, 503))
-            elif status == 200 and seen_unready:
+                # Liveness is another matter: /healthz is 200 all along, its body saying
+                # the zygote is not ready.
+                hstatus, h = s.health()
+                self.assertEqual(hstatus, 200, h)
+                if h["zygote"]["state"] != "ready":
+                    self.assertEqual(h["status"], "unavailable", h)
+            elif status == 200 and unready:
                 break
             time.sleep(0.05)
-        self.assertTrue(seen_unready, "/readyz never said unready while the zygote restarted")
+        self.assertGreater(unready, 0, "/readyz never said unready while the zygote restarted")
         self.assertEqual(s.get("/readyz")[0], 200)
-        self.assertNotEqual(s.zygote_pid(), old)
+        status, h = s.health()
+        self.assertEqual((status, h["status"], h["zygote"]["state"]), (200, "ok", "ready"), h)
+        self.assertNotEqual(h["zygote"]["pid"], old)
+        self.assertGreaterEqual(h["zygote"]["restarts"], 1, h)
+        s.stop()
+
+    def test_healthz_is_200_before_the_zygote_is_ready(self):
+        """Liveness from the first answer: /healthz 200 (its body "unavailable", the zygote
+        starting) while /readyz is 503, until the zygote is up."""
+        s = Server(workers=1, pool=1)
+        s.wait_ready = lambda timeout=None: None   # look before it is ready
+        s.start()
+        self.addCleanup(s.kill)
+        first_readyz = s.get("/readyz")[0]
+        status, h = s.health()
+        self.assertEqual(status, 200, h)
+        if first_readyz == 503 and h["zygote"]["state"] == "starting":
+            self.assertEqual(h["status"], "unavailable", h)
+        Server.wait_ready(s)
+        self.assertEqual(s.get("/readyz")[0], 200)
+        self.assertEqual(s.health()[1]["status"], "ok")
+        self.assertEqual(first_readyz, 503, "the zygote was ready at the first answer")
         s.stop()
 
 

@@ -15,6 +15,10 @@ namespace of the server's own, a descriptor limit, a thousand sockets).
   CgroupUnwritableTest    the server started with /sys/fs/cgroup/{memory,pids} read-only:
                           it starts, reports cgroupMemory and cgroupPids false in
                           /healthz, and serves (a memory hog still gets its result).
+  Pid1ReapsOrphansTest    the server as PID 1 of a PID namespace (a container's first
+                          process): the zygote SIGKILLed, its pool workers die orphaned
+                          and become the server's children; the server reaps them (no
+                          zombie is left) and serves on with a new zygote.
   IdleConnectionsTest     1,000 connections held open (half idle, half dribbling a
                           request a byte a second), under a soft descriptor limit of 1024
                           the server must raise itself: a client is served within its
@@ -330,6 +334,61 @@ class CgroupUnwritableTest(unittest.TestCase):
             self.assertEqual(rs[-1]["outcome"], "OUTCOME_FAILED", rs)
             self.assertIn("MemoryError", rs[-1]["output"], rs)
             self.assertEqual(s.health()[1]["status"], "ok")
+
+
+def children_of(pid):
+    """[(child pid, its State line)] of pid's children, as the host sees them."""
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            for child in f.read().split():
+                try:
+                    with open(f"/proc/{child}/status") as st:
+                        state = next(line for line in st if line.startswith("State:"))
+                except (OSError, StopIteration):
+                    continue
+                found.append((int(child), state.split(None, 1)[1].strip()))
+    return found
+
+
+class Pid1ReapsOrphansTest(unittest.TestCase):
+
+    def test_orphaned_workers_are_reaped(self):
+        if not shutil.which("unshare") or os.geteuid() != 0:
+            self.skipTest("needs root and unshare(1) for a PID namespace")
+        # unshare forks the server as PID 1 of a new PID namespace (with its own /proc);
+        # it ignores SIGTERM itself, and its death kills the server (--kill-child).
+        s = Server(workers=1, pool=2, wrapper=["unshare", "--pid", "--fork", "--mount-proc",
+                                               "--kill-child"])
+        s.start()
+        self.addCleanup(s.kill)
+        server = wait_for(lambda: [c for c, _ in children_of(s.proc.pid)], 5,
+                          "the server under unshare")[0]
+        with open(f"/proc/{server}/status") as f:
+            self.assertRegex(f.read(), r"NSpid:\s+\d+\s+1\n", "the server is not PID 1")
+        zygote = [c for c, _ in children_of(server)]
+        self.assertEqual(len(zygote), 1, zygote)
+        workers = [pid for pid, _, _ in s.stray_processes()]
+        self.assertGreaterEqual(len(workers), 2, "the pool's workers are not up")
+        os.kill(zygote[0], signal.SIGKILL)
+        wait_for(lambda: s.health()[1]["zygote"]["restarts"] >= 1, 30, "a new zygote")
+        s.wait_ready()
+        # The old workers died with their zygote and were handed to PID 1: reaped, not
+        # zombies; the only child left is the new zygote.
+        wait_for(lambda: len(children_of(server)) == 1, 10,
+                 f"the orphans to be reaped: {children_of(server)}")
+        (child, state), = children_of(server)
+        self.assertNotEqual(child, zygote[0])
+        self.assertFalse(state.startswith("Z"), state)
+        self.assertFalse(any(pid_alive(p) for p in workers))
+        self.assertTrue(any("reaped 2 orphaned processes" in line or
+                            "reaped 1 orphaned processes" in line for line in s.log),
+                        s.log_text())
+        self.assertEqual(results(s.run("print(6 * 7)")),
+                         [{"outcome": "OUTCOME_OK", "output": "42\n"}])
+        os.kill(server, signal.SIGTERM)   # the drain, then unshare exits with it
+        self.assertEqual(s.proc.wait(30), 0, s.log_text())
+        s.stop()
 
 
 class IdleConnectionsTest(unittest.TestCase):

@@ -3,8 +3,11 @@
 POST /v1/sessions creates one, POST /v1/sessions/<id>:execute runs blocks in it, GET and
 DELETE /v1/sessions/<id> show and end it. Three servers:
 
-  SessionsTest   --max-sessions 4, --deadline-ms 2000: the API, state across calls, ends
-                 (deadline, crash, exit, DELETE), the session limit, 409, isolation.
+  SessionsTest   --max-sessions 4, --deadline-ms 2000, --replica-id r1: the API, state
+                 across calls, ends (deadline, crash, exit, DELETE), the session limit, 409,
+                 isolation, another replica's ids.
+  ReplicaIdTest  session ids <replica>.<32 hex>: the longest replica id, bad ones, none,
+                 the host name's default.
   ExpiryTest     --session-idle-ms 1500, --session-lifetime-ms 4000: idle and lifetime.
   ChurnTest      --session-idle-ms 300, --max-sessions 200: 200 sessions dropped without
                  DELETE leave no process, file, mount or descriptor behind.
@@ -15,6 +18,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,7 +31,9 @@ from harness import (OUTSIDE_UID_CODE, Server, ServerTestCase, code_part,  # noq
                      fd_count, pid_alive, processes_with_uid_in, results, wait_uid_gone)
 from limits import LIMITS  # noqa: E402
 
-ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# A session id: 32 hex digits, after the replica id of the server that made it and a dot.
+REPLICA_RE = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+ID_RE = re.compile(rf"^(?:{REPLICA_RE}\.)?[0-9a-f]{{32}}$")
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -66,10 +72,10 @@ class SessionCase(ServerTestCase):
     """Helpers shared by the session test classes."""
 
     def create(self, cleanup=True):
-        """POST /v1/sessions; asserts 200 and returns the 32-hex id (deleted after the test)."""
+        """POST /v1/sessions; asserts 200 and returns the id (deleted after the test)."""
         status, body, _ = self.server.request("POST", "/v1/sessions", {})
         self.assertEqual(status, 200, body)
-        m = re.fullmatch(r"sessions/([0-9a-f]{32})", body.get("name", ""))
+        m = re.fullmatch(rf"sessions/((?:{REPLICA_RE}\.)?[0-9a-f]{{32}})", body.get("name", ""))
         self.assertIsNotNone(m, f"bad session name in {body}")
         sid = m.group(1)
         if cleanup:
@@ -141,7 +147,7 @@ class SessionCase(ServerTestCase):
 
 
 class SessionsTest(SessionCase):
-    SERVER_FLAGS = ("--max-sessions", "4", "--deadline-ms", "2000")
+    SERVER_FLAGS = ("--max-sessions", "4", "--deadline-ms", "2000", "--replica-id", "r1")
     WORKERS = 2
     POOL = 2
     MAX = 4
@@ -154,7 +160,7 @@ class SessionsTest(SessionCase):
     # --- create and get ----------------------------------------------------------------
 
     def test_create_returns_named_session(self):
-        """POST /v1/sessions answers a fresh session resource: 32-hex name, RFC 3339 times, ACTIVE, 0 executions."""
+        """POST /v1/sessions answers a fresh session resource: r1.<32 hex> name, RFC 3339 times, ACTIVE, 0 executions."""
         before = time.time()
         status, body, headers = self.server.request("POST", "/v1/sessions", {})
         self.assertEqual(status, 200, body)
@@ -162,7 +168,8 @@ class SessionsTest(SessionCase):
         sid = body["name"].split("/", 1)[1]
         self.addCleanup(self.server.request, "DELETE", f"/v1/sessions/{sid}")
         self.assertTrue(body["name"].startswith("sessions/"), body)
-        self.assertRegex(sid, ID_RE)
+        self.assertRegex(sid, r"^r1\.[0-9a-f]{32}$")
+        self.assertEqual(headers.get("X-Pyexecd-Replica"), "r1", headers)
         self.assertEqual(set(body), {"name", "state", "createTime", "lastUseTime",
                                      "expireTime", "executions", "memoryBytes"}, body)
         self.assertEqual(body["state"], "ACTIVE")
@@ -179,6 +186,7 @@ class SessionsTest(SessionCase):
         ids = [self.create() for _ in range(self.MAX)]
         for sid in ids:
             self.assertRegex(sid, ID_RE)
+        ids = [sid.split(".")[-1] for sid in ids]   # the random part
         self.assertEqual(len(set(ids)), len(ids), ids)
         # Not a counter: ids differ in most positions (random 128-bit ids share ~2 of 32).
         for a in range(len(ids)):
@@ -608,9 +616,13 @@ class SessionsTest(SessionCase):
         """Well-formed unknown ids and malformed ids get 404 NOT_FOUND on GET, DELETE and :execute."""
         unknown = secrets.token_hex(16)
         bad = ["abc", unknown[:31], unknown + "0", unknown.upper(), "g" * 32,
-               unknown[:16] + "-" + unknown[17:], "%20" + unknown[3:], f"sessions%2F{unknown}"]
-        for sid, contains in [(unknown, "was not found")] + [(b, "No such session")
-                                                              for b in bad]:
+               unknown[:16] + "-" + unknown[17:], "%20" + unknown[3:], f"sessions%2F{unknown}",
+               # and the replica part: not a DNS label, no dot, an empty one, too long
+               f"R1.{unknown}", f"-r1.{unknown}", f"r1-.{unknown}", f"r_1.{unknown}",
+               f"r1{unknown}", f".{unknown}", f"r1..{unknown}", f"a.b.{unknown}",
+               "a" * (LIMITS["LIMIT_REPLICA_ID_CHARS"] + 1) + "." + unknown]
+        known = [(unknown, "was not found"), (f"r1.{unknown}", "was not found")]
+        for sid, contains in known + [(b, "No such session") for b in bad]:
             for method, path, body in (("GET", f"/v1/sessions/{sid}", None),
                                        ("DELETE", f"/v1/sessions/{sid}", None),
                                        ("POST", f"/v1/sessions/{sid}:execute",
@@ -624,6 +636,25 @@ class SessionsTest(SessionCase):
                 status, reply, _ = self.server.request("GET", path)
                 self.assert_error(status, reply, 404, "NOT_FOUND")
         self.wait_active(0)
+
+    def test_another_replicas_session_404_names_its_owner(self):
+        """A well-formed id of another replica (r2.<hex>, even the hex of one of ours) is 404
+        NOT_FOUND naming r2, on GET, DELETE and :execute; ours is untouched."""
+        sid = self.create()
+        self.assertEqual(self.out(sid, "x = 41; print(x)"), "41\n")
+        theirs = "r2." + sid.split(".")[1]
+        for method, path, body in (("GET", f"/v1/sessions/{theirs}", None),
+                                   ("DELETE", f"/v1/sessions/{theirs}", None),
+                                   ("POST", f"/v1/sessions/{theirs}:execute",
+                                    {"parts": [code_part("print(x + 1)")]})):
+            with self.subTest(method=method):
+                status, reply, _ = self.server.request(method, path, body)
+                self.assert_error(status, reply, 404, "NOT_FOUND",
+                                  f"sessions/{theirs} belongs to replica r2")
+                self.assertIn("route it there", reply["error"]["message"])
+        self.assertEqual(self.out(sid, "print(x + 1)"), "42\n")
+        status, info = self.get(sid)
+        self.assertEqual((status, info["executions"]), (200, 2), info)
 
     def test_wrong_methods_405(self):
         """Wrong methods get 405 with an Allow header: /v1/sessions, /v1/sessions/<id>, and :execute."""
@@ -661,6 +692,67 @@ class SessionsTest(SessionCase):
                 self.assertEqual(status, 200, reply)
                 sid = reply["name"].split("/")[1]
                 self.assertEqual(self.server.request("DELETE", f"/v1/sessions/{sid}")[0], 200)
+
+
+class ReplicaIdTest(unittest.TestCase):
+    """--replica-id: the prefix of session ids, reported by /healthz and X-Pyexecd-Replica."""
+
+    def session_on(self, server):
+        """Creates a session and runs x = 41 then print(x + 1) in it; returns its id."""
+        status, body, headers = server.request("POST", "/v1/sessions", {})
+        self.assertEqual(status, 200, body)
+        sid = body["name"].split("/", 1)[1]
+        for code, output in (("x = 41", None), ("print(x + 1)", "42\n")):
+            status, reply, _ = server.request("POST", f"/v1/sessions/{sid}:execute",
+                                              {"parts": [code_part(code)]})
+            self.assertEqual(status, 200, reply)
+            self.assertEqual(results(reply)[0].get("output"), output, reply)
+        return sid, headers
+
+    def test_longest_replica_id(self):
+        """A replica id of LIMIT_REPLICA_ID_CHARS characters: the session id is it, a dot and 32 hex."""
+        rid = "a" + "-" * (LIMITS["LIMIT_REPLICA_ID_CHARS"] - 2) + "z"
+        with Server("--replica-id", rid, workers=1, pool=1) as s:
+            sid, headers = self.session_on(s)
+            self.assertRegex(sid, rf"^{rid}\.[0-9a-f]{{32}}$")
+            self.assertEqual(len(sid) + 1, LIMITS["LIMIT_SESSION_ID_BYTES"])
+            self.assertEqual(headers.get("X-Pyexecd-Replica"), rid)
+            self.assertEqual(s.health()[1]["replica"], rid)
+            status, info, _ = s.request("GET", f"/v1/sessions/{sid}")
+            self.assertEqual((status, info["name"]), (200, f"sessions/{sid}"), info)
+            self.assertEqual(s.request("DELETE", f"/v1/sessions/{sid}")[0], 200)
+
+    def test_bad_replica_ids_stop_the_start(self):
+        """One character past the limit, upper case, a leading or trailing '-', a dot: refused."""
+        for rid in ("a" * (LIMITS["LIMIT_REPLICA_ID_CHARS"] + 1), "R1", "-r1", "r1-",
+                    "r1.example", ""):
+            with self.subTest(rid=rid):
+                s = Server("--replica-id", rid)
+                with self.assertRaises(RuntimeError) as e:
+                    s.start()
+                self.assertIn("--replica-id", str(e.exception))
+
+    def test_none_gives_bare_ids(self):
+        """--replica-id none: 32 hex digits alone, replica null, no header; r2.<hex> names r2."""
+        with Server("--replica-id", "none", workers=1, pool=1) as s:
+            sid, headers = self.session_on(s)
+            self.assertRegex(sid, r"^[0-9a-f]{32}$")
+            self.assertNotIn("X-Pyexecd-Replica", headers)
+            self.assertIsNone(s.health()[1]["replica"])
+            status, reply, _ = s.request("GET", f"/v1/sessions/r2.{sid}")
+            self.assertEqual(status, 404, reply)
+            self.assertIn("belongs to replica r2", reply["error"]["message"])
+            self.assertEqual(s.request("DELETE", f"/v1/sessions/{sid}")[0], 200)
+
+    def test_default_is_the_host_name(self):
+        """Without the flag: the host name's first label, lower-cased, when it is a DNS label."""
+        label = socket.gethostname().split(".")[0].lower()
+        want = label if re.fullmatch(REPLICA_RE, label) else None
+        with Server(workers=1, pool=1) as s:
+            self.assertEqual(s.health()[1]["replica"], want)
+            sid, _ = self.session_on(s)
+            self.assertEqual(sid.rpartition(".")[0] or None, want)
+            self.assertEqual(s.request("DELETE", f"/v1/sessions/{sid}")[0], 200)
 
 
 class ExpiryTest(SessionCase):
@@ -825,8 +917,9 @@ class ChurnTest(SessionCase):
             uids.add(self.outside_uid(sid))
         churn = time.monotonic() - t0
         self.assertEqual(len(set(ids)), self.COUNT, "duplicate session ids")
+        hexes = [sid.split(".")[-1] for sid in ids]   # the random part
         for pos in range(32):
-            self.assertGreaterEqual(len({sid[pos] for sid in ids}), 8,
+            self.assertGreaterEqual(len({h[pos] for h in hexes}), 8,
                                     f"digit {pos} of 200 ids is far from random")
         wait_for(lambda: self.sessions_health()["active"] == 0, 15,
                  "every session to idle out")

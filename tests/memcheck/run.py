@@ -543,7 +543,7 @@ class Load:
         r = self.req(op, "POST", "/v1/sessions", {}, expect=expect)
         if r is None or r.status != 200:
             return None
-        m = re.fullmatch(r"sessions/([0-9a-f]{32})", str(r.body.get("name", "")))
+        m = re.fullmatch(r"sessions/((?:[a-z0-9-]{1,63}\.)?[0-9a-f]{32})", str(r.body.get("name", "")))
         if not m:
             self.bad(op, "no session name", r)
             return None
@@ -877,16 +877,16 @@ class MemcheckServer:
         return r.body if r.status == 200 and isinstance(r.body, dict) else None
 
     def wait_ready(self, timeout, not_zygote=None):
-        """Until /healthz says ok with a pool worker ready (and a zygote other than
-        not_zygote); returns the health."""
+        """Until /readyz says ready and /healthz shows a pool worker ready (and a zygote
+        other than not_zygote); returns the health."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}):\n" + self.tail())
             try:
-                h = self.health()
-                if h and h.get("status") == "ok" and h["pool"]["ready"] >= 1 and \
-                        h["zygote"]["pid"] != not_zygote:
+                h = http_request(self.port, "GET", "/readyz", timeout=60).status == 200 \
+                    and self.health()
+                if h and h["pool"]["ready"] >= 1 and h["zygote"]["pid"] != not_zygote:
                     return h
             except (OSError, http.client.HTTPException, KeyError, TypeError):
                 pass

@@ -196,6 +196,41 @@ static void test_drain_and_keys(void)
     CHECK(refused(nofile, ARGC(nofile), "--api-key-file"));
 }
 
+/* --replica-id: a DNS label at its longest and one past, the refused shapes, 'none', and
+ * the default (the host name's first label, lower-cased, when it is one). */
+static void test_replica_id(void)
+{
+    struct config c;
+    char err[256], label[LIMIT_REPLICA_ID_CHARS + 2], host[256] = "", want[256] = "";
+    memset(label, 'a', LIMIT_REPLICA_ID_CHARS);
+    label[LIMIT_REPLICA_ID_CHARS] = '\0';
+    char *longest[] = {"pyexecd", "--replica-id", label, NULL};
+    CHECK(parse(&c, longest, ARGC(longest), err, sizeof(err)) == 0);
+    CHECK_STR(c.replica_id, label);
+    char *dashed[] = {"pyexecd", "--replica-id", "10-1-2-3", NULL};
+    CHECK(parse(&c, dashed, ARGC(dashed), err, sizeof(err)) == 0);
+    CHECK_STR(c.replica_id, "10-1-2-3");
+    char *none[] = {"pyexecd", "--replica-id", "none", NULL};
+    CHECK(parse(&c, none, ARGC(none), err, sizeof(err)) == 0);
+    CHECK_STR(c.replica_id, "");
+    label[LIMIT_REPLICA_ID_CHARS] = 'a';
+    label[LIMIT_REPLICA_ID_CHARS + 1] = '\0';
+    const char *bad[] = {label, "", "R1", "-r1", "r1-", "r1.example", "r_1", "r 1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *argv[] = {"pyexecd", "--replica-id", (char *)bad[i], NULL};
+        CHECK(refused(argv, ARGC(argv), "--replica-id"));
+    }
+    CHECK(config_valid_replica_id("r1", 2) && !config_valid_replica_id("r1", 0));
+
+    char *plain[] = {"pyexecd", NULL};
+    CHECK(parse(&c, plain, ARGC(plain), err, sizeof(err)) == 0);
+    CHECK(gethostname(host, sizeof(host) - 1) == 0);
+    size_t n = strcspn(host, ".");
+    for (size_t i = 0; i < n; i++)
+        want[i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] - 'A' + 'a' : host[i]);
+    CHECK_STR(c.replica_id, config_valid_replica_id(want, n) ? want : "");
+}
+
 int main(void)
 {
     test_defaults();
@@ -205,5 +240,6 @@ int main(void)
     test_help();
     test_parse_is_repeatable();
     test_drain_and_keys();
+    test_replica_id();
     return check_done();
 }

@@ -629,10 +629,12 @@ static void test_encode_health(void)
                                "\"userNamespace\":null,\"landlock\":null,"
                                "\"cgroupMemory\":null,\"cgroupPids\":null,\"minimalRoot\":null}"));
     CHECK(json && strstr(json, "\"status\":\"unavailable\""));
+    CHECK(json && strstr(json, "\"replica\":null"));   /* none */
     free(json);
 
     h.zygote_state = ZYGOTE_READY;
     h.layers_known = 1;
+    h.replica_id = "r1";
     snprintf(h.interpreter.python, sizeof(h.interpreter.python), "3.11.2");
     h.interpreter.nlibraries = 2;
     snprintf(h.interpreter.libraries[0].name, 64, "numpy");
@@ -650,6 +652,7 @@ static void test_encode_health(void)
                                "\"cgroupMemory\":false,\"cgroupPids\":false,\"minimalRoot\":false}"));
     CHECK(json && strstr(json, "\"status\":\"ok\""));
     CHECK(json && strstr(json, "\"python\":\"3.11.2\""));
+    CHECK(json && strstr(json, "\"replica\":\"r1\""));
     CHECK(json && strstr(json, "\"libraries\":{\"numpy\":\"2.3.5\",\"chess\":null}"));
     CHECK(json && strstr(json, "\"importFailures\":[\"chess: ImportError: \\\"x\\\"\"]"));
     CHECK(json && len == strlen(json));
