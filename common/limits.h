@@ -198,6 +198,11 @@
 /* Worker uids start at least here: below are the system's and its users' own. */
 #define LIMIT_UID_BASE_MIN          1000
 #define LIMIT_UID_BASE_MAX          4000000000ull
+/* Per-key bounds (--key-max-executions, --key-max-sessions, and a key's executions= and
+ * sessions= in the key file): the most any setting may give. 0 there means no per-key
+ * bound (the server-wide ones still apply): no key can use more than the server has. */
+#define LIMIT_KEY_EXECUTIONS_MAX    (LIMIT_WORKERS_MAX + LIMIT_QUEUE_MAX)
+#define LIMIT_KEY_SESSIONS_MAX      LIMIT_SESSIONS_MAX
 
 /* Descriptors the server asks for at start (its soft RLIMIT_NOFILE, raised up to the hard
  * limit): one per connection, and per worker or session a pidfd, its channel, its capture
