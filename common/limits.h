@@ -267,6 +267,13 @@
 /* After a worker's socket closes mid-job, how long to wait for the zygote to report how
  * it died before answering without the reason. */
 #define LIMIT_EXIT_STATUS_WAIT_MS   2000
+/* A discarded worker whose SIGKILL the kernel refused (no CAP_KILL over its uid) is given
+ * this long to end by itself (its socket closed, an idle one exits at once); one that
+ * ran past its deadline none. Then it is ended another way (its cgroup's cgroup.kill, or
+ * a zygote restart: workers die with their zygote), and said in the log after
+ * LIMIT_UNKILLED_REPORT_MS more if it still lives. Its slot stays taken until it ends. */
+#define LIMIT_UNKILLED_GRACE_MS     2000
+#define LIMIT_UNKILLED_REPORT_MS    5000
 /* A worker that has not said READY by then (it sandboxes itself in milliseconds) is
  * stuck: it is killed, and the pool asks for another. */
 #define LIMIT_WORKER_START_TIMEOUT_MS 30000

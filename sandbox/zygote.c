@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "../common/ipc.h"
+#include "../common/kill_as.h"
 #include "cgroup.h"
 #include "minimal_root.h"
 #include "../common/isolation.h"
@@ -341,9 +342,22 @@ static void reap(void)
  * removes them. Returns the zygote's exit status. */
 static int stop(const struct zygote_options *o)
 {
-    for (unsigned s = 0; s < o->slots; s++)
-        if (slot_pid[s])
-            kill(slot_pid[s], SIGKILL);
+    unsigned refused = 0;
+    for (unsigned s = 0; s < o->slots; s++) {
+        if (!slot_pid[s] || kill(slot_pid[s], SIGKILL) == 0 || errno == ESRCH)
+            continue;
+        /* Refused (no CAP_KILL over its uid; nor would its parent-death signal pass when
+         * we exit): sent as its own uid instead. Our child, not reaped: no pid reuse. */
+        int e = errno;
+        if (kill_as_uid(-1, slot_pid[s], (uid_t)(o->uid_base + s)) == 0)
+            continue;
+        LOG("cannot kill worker %d: %s\n", (int)slot_pid[s], strerror(e));
+        refused++;
+    }
+    /* Waiting for a worker that could not be killed would be for ever. Its groups are
+     * then still in use and stay. */
+    if (refused)
+        return 0;
     while (wait(NULL) > 0 || errno == EINTR)
         ;
     cgroup_cleanup();

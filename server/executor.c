@@ -223,6 +223,8 @@ static void publish_snapshot(void)
     h->layers_known = ws.layers_known || z.layers_known;
     h->executions = job_executions();
     h->deadline_kills = ws.deadline_kills;
+    h->kill_failures = ws.kill_failures;
+    h->unkilled = ws.unkilled;
     h->worker_crashes = ws.crashes;
     h->setup_failures = ws.setup_failures;
     h->interpreter = *z.info;
@@ -240,6 +242,8 @@ static void shutdown_all(void)
                         "the server stopped");
     workers_free_dead();
     zygote_link_stop();
+    workers_abandon_unkilled();
+    workers_free_dead();
     publish_snapshot();
 }
 

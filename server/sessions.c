@@ -96,14 +96,14 @@ static struct worker *end_session(struct session *s, const char *why)
         admission_release(s->key_held);
     struct worker *w = s->w;
     free(s);
-    return w && w->state != W_DEAD ? w : NULL;
+    return w && !worker_gone(w) ? w : NULL;
 }
 
 /* A session whose interpreter is gone ends, with the reason its worker gave. Returns 1
  * when s was ended (and freed). */
 static int ended_by_worker(struct session *s)
 {
-    if (s->w->state != W_DEAD)
+    if (!worker_gone(s->w))
         return 0;
     end_session(s, s->w->end_reason ? s->w->end_reason : "its interpreter stopped");
     return 1;
@@ -291,7 +291,7 @@ void sessions_sweep(int64_t now)
 int64_t sessions_next_expiry(int64_t next)
 {
     for (struct session *s = sessions; s; s = s->next) {
-        if (busy(s) || s->w->state == W_DEAD)
+        if (busy(s) || worker_gone(s->w))
             continue;
         int64_t idle_end = last_used(s) + cfg.idle_ms;
         int64_t life_end = s->created + cfg.lifetime_ms;

@@ -756,7 +756,8 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
 
     cJSON *wk = cJSON_AddObjectToObject(root, "workers");
     ok &= wk && cJSON_AddNumberToObject(wk, "max", h->workers_max) &&
-          cJSON_AddNumberToObject(wk, "running", h->running);
+          cJSON_AddNumberToObject(wk, "running", h->running) &&
+          cJSON_AddNumberToObject(wk, "unkilled", h->unkilled);
     cJSON *pool = cJSON_AddObjectToObject(root, "pool");
     ok &= pool && cJSON_AddNumberToObject(pool, "target", h->pool_target) &&
           cJSON_AddNumberToObject(pool, "ready", h->pool_ready) &&
@@ -771,6 +772,7 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
     cJSON *counters = cJSON_AddObjectToObject(root, "counters");
     ok &= counters && cJSON_AddNumberToObject(counters, "executions", (double)h->executions) &&
           cJSON_AddNumberToObject(counters, "deadlineKills", (double)h->deadline_kills) &&
+          cJSON_AddNumberToObject(counters, "killFailures", (double)h->kill_failures) &&
           cJSON_AddNumberToObject(counters, "workerCrashes", (double)h->worker_crashes) &&
           cJSON_AddNumberToObject(counters, "workerSetupFailures", (double)h->setup_failures);
 
