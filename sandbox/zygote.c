@@ -420,7 +420,8 @@ int zygote_serve(const struct zygote_options *o)
     own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
     own_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     const struct policy_limits *l = &o->policy->limits;
-    cgroup_setup(o->uid_base, o->slots, l->memory_mib << 20, (unsigned)l->threads);
+    cgroup_setup(o->uid_base, o->slots, l->memory_mib << 20, (unsigned)l->threads,
+                 o->server_pid);
     for (unsigned s = 0; s <= o->slots; s++)
         slot_oom_kills[s] = cgroup_oom_kills(s);   /* groups reused from an earlier zygote */
     if (seccomp_program_build(o->policy, &seccomp, err, sizeof(err)) < 0) {
@@ -445,6 +446,10 @@ int zygote_serve(const struct zygote_options *o)
     ipc_buf_init(&p);
     ipc_put_u32(&p, layers);
     interpreter_info_put(&p, pyembed_info());
+    const char *cg_memory = cgroup_base(ISO_CGROUP_MEMORY);
+    const char *cg_pids = cgroup_base(ISO_CGROUP_PIDS);
+    ipc_put_bytes(&p, cg_memory, strlen(cg_memory));
+    ipc_put_bytes(&p, cg_pids, strlen(cg_pids));
     if (send_frame(IPC_Z_HELLO, &p, NULL, 0) < 0)
         return 1;
     ipc_buf_release(&p);

@@ -228,6 +228,8 @@ static void publish_snapshot(void)
     h->worker_crashes = ws.crashes;
     h->setup_failures = ws.setup_failures;
     h->interpreter = *z.info;
+    snprintf(h->cgroup_memory, sizeof(h->cgroup_memory), "%s", z.cgroup_memory);
+    snprintf(h->cgroup_pids, sizeof(h->cgroup_pids), "%s", z.cgroup_pids);
     pthread_mutex_unlock(&lock);
 }
 

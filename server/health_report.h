@@ -30,6 +30,8 @@ struct health_report {
     unsigned long long worker_crashes;
     unsigned long long setup_failures;
     struct interpreter_info interpreter;   /* python[0] == '\0' until the zygote said */
+    char cgroup_memory[256];     /* the workers' memory groups' directory; "" when none */
+    char cgroup_pids[256];       /* their pids groups' (the same on cgroup v2) */
     unsigned deadline_ms;
     unsigned long long output_bytes;
     unsigned long long body_bytes;

@@ -785,6 +785,16 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
         ok &= v && cJSON_AddItemToObject(iso, isolation_layer_name(bit), v);
     }
 
+    /* Where the workers' groups are made (sandbox/cgroup.c): null until the zygote said,
+     * and for a layer it could not make. */
+    cJSON *cg = cJSON_AddObjectToObject(root, "cgroups");
+    ok &= !!cg;
+    const char *cg_dirs[2][2] = {{"memory", h->cgroup_memory}, {"pids", h->cgroup_pids}};
+    for (int i = 0; ok && i < 2; i++) {
+        cJSON *v = cg_dirs[i][1][0] ? cJSON_CreateString(cg_dirs[i][1]) : cJSON_CreateNull();
+        ok &= v && cJSON_AddItemToObject(cg, cg_dirs[i][0], v);
+    }
+
     cJSON *lim = cJSON_AddObjectToObject(root, "limits");
     ok &= lim && cJSON_AddNumberToObject(lim, "deadlineMs", h->deadline_ms) &&
           cJSON_AddNumberToObject(lim, "outputBytes", (double)h->output_bytes) &&
