@@ -34,7 +34,8 @@ enum {
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
     OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_FIDELITY, OPT_DRAIN, OPT_API_KEY_FILE,
-    OPT_ALLOW_UNAUTHENTICATED, OPT_LOG_LEVEL, OPT_REPLICA_ID, OPT_HELP, OPT_VERSION,
+    OPT_ALLOW_UNAUTHENTICATED, OPT_LOG_LEVEL, OPT_REPLICA_ID, OPT_KEY_MAX_EXECUTIONS, OPT_KEY_MAX_SESSIONS,
+    OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -52,6 +53,8 @@ static const struct option long_options[] = {
     {"allow-unauthenticated", no_argument, NULL, OPT_ALLOW_UNAUTHENTICATED},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"replica-id", required_argument, NULL, OPT_REPLICA_ID},
+    {"key-max-executions", required_argument, NULL, OPT_KEY_MAX_EXECUTIONS},
+    {"key-max-sessions", required_argument, NULL, OPT_KEY_MAX_SESSIONS},
     {"deadline-ms", required_argument, NULL, OPT_DEADLINE},
     {"output-bytes", required_argument, NULL, OPT_OUTPUT},
     {"worker-memory-mib", required_argument, NULL, OPT_MEMORY},
@@ -94,7 +97,9 @@ static void usage(FILE *f)
 "                            before the server stops (default %u; a second SIGTERM stops\n"
 "                            at once)\n"
 "  --api-key-file FILE       API keys a request must present (x-goog-api-key, ?key= or\n"
-"                            Authorization: Bearer), one per line: 'ID KEY' or 'KEY'\n"
+"                            Authorization: Bearer), one per line: 'ID KEY' or 'KEY',\n"
+"                            then optionally that key's own bounds: executions=N\n"
+"                            sessions=N (0: none of its own)\n"
 "  --allow-unauthenticated   serve beyond loopback without --api-key-file (a warning)\n"
 "  --log-level LEVEL         debug, info (default: one JSON line per request), warn\n"
 "                            (start-up, drain and warnings only) or error\n"
@@ -102,6 +107,11 @@ static void usage(FILE *f)
 "                            (ID.<32 hex>: a balancer routes /v1/sessions/ID.* here); a DNS\n"
 "                            label, 1-63 of a-z 0-9 -, or 'none' (default: the host name's\n"
 "                            first label, lower-cased, when it is one)\n"
+"  --key-max-executions N    with --api-key-file: executions one key may have running or\n"
+"                            queued at once (requests, session executes, model turns\n"
+"                            that run code); past it: 429 (default 0: no per-key bound)\n"
+"  --key-max-sessions N      with --api-key-file: sessions one key may hold; past it: 429\n"
+"                            (default 0: no per-key bound)\n"
 "  --policy FILE             sandbox policy: seccomp rules and limits (default: the\n"
 "                            built-in policies/default.policy; grammar in policies/README.md)\n"
 "  --print-policy FILE       print FILE's compiled seccomp filter (PFC) and exit\n"
@@ -275,6 +285,8 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
         {OPT_HTTP_THREADS, 1, LIMIT_HTTP_THREADS_MAX, &c->http_threads},
         {OPT_QUEUE_WAIT, LIMIT_WAIT_MS_MIN, LIMIT_QUEUE_WAIT_MS_MAX, &c->queue_wait_ms},
         {OPT_MAX_SESSIONS, 0, LIMIT_SESSIONS_MAX, &c->max_sessions},
+        {OPT_KEY_MAX_EXECUTIONS, 0, LIMIT_KEY_EXECUTIONS_MAX, &c->key_max_executions},
+        {OPT_KEY_MAX_SESSIONS, 0, LIMIT_KEY_SESSIONS_MAX, &c->key_max_sessions},
         {OPT_SESSION_IDLE, LIMIT_WAIT_MS_MIN, LIMIT_SESSION_MS_MAX, &c->session_idle_ms},
         {OPT_SESSION_LIFETIME, LIMIT_WAIT_MS_MIN, LIMIT_SESSION_MS_MAX, &c->session_lifetime_ms},
         {OPT_DRAIN, 0, LIMIT_DRAIN_MS_MAX, &c->drain_ms},
@@ -409,6 +421,11 @@ bad:
         return -1;
     }
 
+    if ((c->key_max_executions || c->key_max_sessions) && !c->api_key_file) {
+        snprintf(err, errlen, "--key-max-executions and --key-max-sessions bound each API "
+                 "key: they need --api-key-file");
+        return -1;
+    }
     if (fidelity >= 0 && runner_given) {
         snprintf(err, errlen, "--fidelity and --runner-frame both choose the runner frame: "
                  "give one");

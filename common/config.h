@@ -30,6 +30,8 @@ struct config {
     const char *api_key_file;       /* --api-key-file, or NULL: no keys asked for */
     int allow_unauthenticated;      /* serve beyond loopback without keys */
     int log_level;                  /* enum log_level (common/log.h) */
+    unsigned key_max_executions;    /* per key, running or queued; 0: no per-key bound */
+    unsigned key_max_sessions;      /* per key, alive; 0: no per-key bound */
     unsigned deadline_ms;           /* per code block; 0: the policy's */
     size_t output_bytes;            /* per block and stream; 0: the policy's */
     unsigned long long worker_memory;   /* address space a worker may add; 0: the policy's */

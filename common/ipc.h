@@ -19,7 +19,9 @@ enum ipc_type {
     IPC_Z_SPAWN = 1,          /* fork one worker; no payload */
     /* zygote -> server */
     IPC_Z_HELLO = 2,          /* zygote ready: u32 isolation layers, then the interpreter's
-                               * description (common/interpreter_info.h) */
+                               * description (common/interpreter_info.h), then bytes the
+                               * workers' memory cgroup directory and bytes their pids one
+                               * ("" when none) */
     IPC_Z_WORKER = 3,         /* u32 pid; fds: socket, stdout memfd, stderr memfd, pidfd */
     IPC_Z_EXITED = 4,         /* u32 pid, u32 wait status, u32 CPU ms, u32 flags (EXIT_*),
                                * u32 its CPU-time limit in seconds (0: none known) */

@@ -212,6 +212,11 @@
 /* Worker uids start at least here: below are the system's and its users' own. */
 #define LIMIT_UID_BASE_MIN          1000
 #define LIMIT_UID_BASE_MAX          4000000000ull
+/* Per-key bounds (--key-max-executions, --key-max-sessions, and a key's executions= and
+ * sessions= in the key file): the most any setting may give. 0 there means no per-key
+ * bound (the server-wide ones still apply): no key can use more than the server has. */
+#define LIMIT_KEY_EXECUTIONS_MAX    (LIMIT_WORKERS_MAX + LIMIT_QUEUE_MAX)
+#define LIMIT_KEY_SESSIONS_MAX      LIMIT_SESSIONS_MAX
 
 /* Descriptors the server asks for at start (its soft RLIMIT_NOFILE, raised up to the hard
  * limit): one per connection, and per worker or session a pidfd, its channel, its capture
@@ -276,6 +281,13 @@
 /* After a worker's socket closes mid-job, how long to wait for the zygote to report how
  * it died before answering without the reason. */
 #define LIMIT_EXIT_STATUS_WAIT_MS   2000
+/* A discarded worker whose SIGKILL the kernel refused (no CAP_KILL over its uid) is given
+ * this long to end by itself (its socket closed, an idle one exits at once); one that
+ * ran past its deadline none. Then it is ended another way (its cgroup's cgroup.kill, or
+ * a zygote restart: workers die with their zygote), and said in the log after
+ * LIMIT_UNKILLED_REPORT_MS more if it still lives. Its slot stays taken until it ends. */
+#define LIMIT_UNKILLED_GRACE_MS     2000
+#define LIMIT_UNKILLED_REPORT_MS    5000
 /* A worker that has not said READY by then (it sandboxes itself in milliseconds) is
  * stuck: it is killed, and the pool asks for another. */
 #define LIMIT_WORKER_START_TIMEOUT_MS 30000

@@ -23,6 +23,7 @@ const char *px_result_str(enum px_result r)
     case PX_SESSION_LIMIT: return "session limit reached";
     case PX_UNAUTHENTICATED: return "no API key";
     case PX_PERMISSION_DENIED: return "API key not valid";
+    case PX_KEY_LIMIT: return "API key at its limit";
     }
     return "unknown result";
 }

@@ -22,6 +22,8 @@ enum px_result {
     PX_SESSION_LIMIT = 14,      /* the server holds its maximum of sessions */
     PX_UNAUTHENTICATED = 15,    /* keys are required and the request presented none */
     PX_PERMISSION_DENIED = 16,  /* the request's key is not one of the server's */
+    PX_KEY_LIMIT = 17,          /* the request's key is at its own bound (executions at
+                                 * once, or sessions alive) */
 };
 
 /* Short, stable description of a result, for logs. Never NULL. */

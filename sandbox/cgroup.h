@@ -6,6 +6,7 @@
 #define PYEXECD_CGROUP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* What cgroup_setup managed to prepare (enum isolation_layer bits: ISO_CGROUP_MEMORY,
  * ISO_CGROUP_PIDS). */
@@ -13,10 +14,19 @@ unsigned cgroup_available(void);
 
 /* Creates the groups for `slots` slots under a directory named after `instance` (so two
  * servers on one machine do not share groups), each limited to memory_bytes (no swap)
- * and `tasks` tasks. Missing controllers are skipped, not errors. Returns the layers made
- * available (cgroup_available). Call once, in the zygote. */
+ * and `tasks` tasks. That directory goes below this process's own group (what systemd's
+ * Delegate= and a container give a service: its own subtree), from /proc/self/cgroup; on
+ * cgroup v2, whose groups with processes cannot hand controllers down, the zygote and the
+ * server (server_pid) first move into a leaf `server` beside it. Where the own group
+ * cannot hold it (v2 controllers not delegated, other processes in the group), at the
+ * top of the hierarchy as before. Missing controllers are skipped, not errors. Returns the
+ * layers made available (cgroup_available). Call once, in the zygote. */
 unsigned cgroup_setup(unsigned instance, unsigned slots, unsigned long long memory_bytes,
-                      unsigned tasks);
+                      unsigned tasks, pid_t server_pid);
+
+/* The directory the workers' groups of a layer (ISO_CGROUP_MEMORY, ISO_CGROUP_PIDS) are
+ * made in, or "" when that layer is not available: what /healthz reports. */
+const char *cgroup_base(unsigned layer);
 
 /* Moves the calling process into the groups of `slot`. Returns 0, or -1 with errno
  * (the caller then reports the layers as missing). */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "../common/ipc.h"
+#include "../common/kill_as.h"
 #include "cgroup.h"
 #include "minimal_root.h"
 #include "../common/isolation.h"
@@ -341,9 +342,22 @@ static void reap(void)
  * removes them. Returns the zygote's exit status. */
 static int stop(const struct zygote_options *o)
 {
-    for (unsigned s = 0; s < o->slots; s++)
-        if (slot_pid[s])
-            kill(slot_pid[s], SIGKILL);
+    unsigned refused = 0;
+    for (unsigned s = 0; s < o->slots; s++) {
+        if (!slot_pid[s] || kill(slot_pid[s], SIGKILL) == 0 || errno == ESRCH)
+            continue;
+        /* Refused (no CAP_KILL over its uid; nor would its parent-death signal pass when
+         * we exit): sent as its own uid instead. Our child, not reaped: no pid reuse. */
+        int e = errno;
+        if (kill_as_uid(-1, slot_pid[s], (uid_t)(o->uid_base + s)) == 0)
+            continue;
+        LOG("cannot kill worker %d: %s\n", (int)slot_pid[s], strerror(e));
+        refused++;
+    }
+    /* Waiting for a worker that could not be killed would be for ever. Its groups are
+     * then still in use and stay. */
+    if (refused)
+        return 0;
     while (wait(NULL) > 0 || errno == EINTR)
         ;
     cgroup_cleanup();
@@ -406,7 +420,8 @@ int zygote_serve(const struct zygote_options *o)
     own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
     own_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     const struct policy_limits *l = &o->policy->limits;
-    cgroup_setup(o->uid_base, o->slots, l->memory_mib << 20, (unsigned)l->threads);
+    cgroup_setup(o->uid_base, o->slots, l->memory_mib << 20, (unsigned)l->threads,
+                 o->server_pid);
     for (unsigned s = 0; s <= o->slots; s++)
         slot_oom_kills[s] = cgroup_oom_kills(s);   /* groups reused from an earlier zygote */
     if (seccomp_program_build(o->policy, &seccomp, err, sizeof(err)) < 0) {
@@ -431,6 +446,10 @@ int zygote_serve(const struct zygote_options *o)
     ipc_buf_init(&p);
     ipc_put_u32(&p, layers);
     interpreter_info_put(&p, pyembed_info());
+    const char *cg_memory = cgroup_base(ISO_CGROUP_MEMORY);
+    const char *cg_pids = cgroup_base(ISO_CGROUP_PIDS);
+    ipc_put_bytes(&p, cg_memory, strlen(cg_memory));
+    ipc_put_bytes(&p, cg_pids, strlen(cg_pids));
     if (send_frame(IPC_Z_HELLO, &p, NULL, 0) < 0)
         return 1;
     ipc_buf_release(&p);

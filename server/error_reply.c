@@ -26,6 +26,7 @@ static struct http_error http_error_of(enum px_result r)
     case PX_METHOD_NOT_ALLOWED: return (struct http_error){405, "INVALID_ARGUMENT"};
     case PX_QUEUE_FULL: return (struct http_error){429, "RESOURCE_EXHAUSTED"};
     case PX_SESSION_LIMIT: return (struct http_error){429, "RESOURCE_EXHAUSTED"};
+    case PX_KEY_LIMIT: return (struct http_error){429, "RESOURCE_EXHAUSTED"};
     case PX_BUSY: return (struct http_error){409, "ABORTED"};
     case PX_UNAUTHENTICATED: return (struct http_error){401, "UNAUTHENTICATED"};
     case PX_PERMISSION_DENIED: return (struct http_error){403, "PERMISSION_DENIED"};

@@ -79,7 +79,7 @@ enum px_result exec_sync_start(char id[LIMIT_SESSION_ID_BYTES], const struct exe
 {
     struct waiter w;
     waiter_init(&w);
-    enum px_result r = wait_for(&w, executor_session_create(1, req, on_done, &w), msg,
+    enum px_result r = wait_for(&w, executor_session_create(NULL, 1, req, on_done, &w), msg,
                                 msglen);
     memcpy(id, w.session_id, LIMIT_SESSION_ID_BYTES);
     take_result(&w, r, res);
@@ -92,7 +92,7 @@ enum px_result exec_sync_run(const char *id, const struct exec_request *req,
 {
     struct waiter w;
     waiter_init(&w);
-    enum px_result r = wait_for(&w, executor_session_execute(1, id, req, on_done, &w), msg,
+    enum px_result r = wait_for(&w, executor_session_execute(NULL, 1, id, req, on_done, &w), msg,
                                 msglen);
     take_result(&w, r, res);
     waiter_release(&w);
@@ -104,6 +104,6 @@ void exec_sync_close(const char *id)
     struct waiter w;
     char msg[64];
     waiter_init(&w);
-    wait_for(&w, executor_session_delete(1, id, on_done, &w), msg, sizeof(msg));
+    wait_for(&w, executor_session_delete(NULL, 1, id, on_done, &w), msg, sizeof(msg));
     waiter_release(&w);
 }

@@ -225,9 +225,13 @@ static void publish_snapshot(void)
     h->layers_known = ws.layers_known || z.layers_known;
     h->executions = job_executions();
     h->deadline_kills = ws.deadline_kills;
+    h->kill_failures = ws.kill_failures;
+    h->unkilled = ws.unkilled;
     h->worker_crashes = ws.crashes;
     h->setup_failures = ws.setup_failures;
     h->interpreter = *z.info;
+    snprintf(h->cgroup_memory, sizeof(h->cgroup_memory), "%s", z.cgroup_memory);
+    snprintf(h->cgroup_pids, sizeof(h->cgroup_pids), "%s", z.cgroup_pids);
     pthread_mutex_unlock(&lock);
 }
 
@@ -242,6 +246,8 @@ static void shutdown_all(void)
                         "the server stopped");
     workers_free_dead();
     zygote_link_stop();
+    workers_abandon_unkilled();
+    workers_free_dead();
     publish_snapshot();
 }
 
@@ -326,9 +332,32 @@ static void wake(void)
     (void)r;
 }
 
-/* Hands a job to the executor thread. A request takes a place among the admitted ones
- * (running plus queue), a session creation one among the sessions; either is given back
- * when the job is answered (a session keeps its own until it ends). */
+/* The places a job takes before it is accepted: its key's first (a client's execution
+ * one of its executions, a client's session creation one of its sessions), then the
+ * server's (a request one among the admitted, running plus queue; a session creation
+ * one among the sessions). Each is given back when the job is answered (a session keeps
+ * its own until it ends); on refusal, by job_discard_unanswered. */
+static enum px_result take_places(struct job *job)
+{
+    int refused = 0;
+    int client = !job->internal;
+    if (client && (job->kind == JOB_EXECUTE || job->kind == JOB_SESSION_EXECUTE))
+        job->key_held = api_key_take(job->key, KEY_EXECUTIONS, &refused);
+    else if (client && job->kind == JOB_SESSION_CREATE)
+        job->key_held = api_key_take(job->key, KEY_SESSIONS, &refused);
+    if (refused)
+        return PX_KEY_LIMIT;
+    if (job->kind == JOB_EXECUTE) {
+        if (!admission_take(&admitted))
+            return PX_QUEUE_FULL;
+        job->held = &admitted;
+    } else if (job->kind == JOB_SESSION_CREATE && !sessions_reserve(job)) {
+        return PX_SESSION_LIMIT;
+    }
+    return PX_OK;
+}
+
+/* Hands a job to the executor thread, once it has its places (take_places). */
 static enum px_result submit(struct job *job)
 {
     if (!job)
@@ -337,14 +366,8 @@ static enum px_result submit(struct job *job)
     pthread_mutex_lock(&lock);
     if (stopping)
         r = PX_SHUTTING_DOWN;
-    else if (job->kind == JOB_EXECUTE) {
-        if (admission_take(&admitted))
-            job->held = &admitted;
-        else
-            r = PX_QUEUE_FULL;
-    } else if (job->kind == JOB_SESSION_CREATE && !sessions_reserve(job)) {
-        r = PX_SESSION_LIMIT;
-    }
+    else
+        r = take_places(job);
     if (r != PX_OK) {
         pthread_mutex_unlock(&lock);
         job_discard_unanswered(job);
@@ -365,46 +388,52 @@ static enum px_result submit(struct job *job)
     return PX_OK;
 }
 
-enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx)
+enum px_result executor_submit(struct api_key *key, const struct exec_request *req,
+                               exec_done_fn done, void *ctx)
 {
-    return submit(job_new(JOB_EXECUTE, NULL, req, done, ctx));
+    struct job *job = job_new(JOB_EXECUTE, NULL, req, done, ctx);
+    if (job)
+        job->key = key;
+    return submit(job);
 }
 
 /* A session operation, on a client's session (internal 0) or a turn's (1). */
-static enum px_result session_op(enum job_kind kind, int internal, const char *id,
-                                 const struct exec_request *req, exec_done_fn done, void *ctx)
+static enum px_result session_op(enum job_kind kind, struct api_key *key, int internal,
+                                 const char *id, const struct exec_request *req,
+                                 exec_done_fn done, void *ctx)
 {
     struct job *job = job_new(kind, id, req, done, ctx);
-    if (job)
+    if (job) {
         job->internal = internal;
+        job->key = key;
+    }
     return submit(job);
 }
 
-enum px_result executor_session_execute(int internal, const char *id,
+enum px_result executor_session_execute(struct api_key *key, int internal, const char *id,
                                         const struct exec_request *req, exec_done_fn done,
                                         void *ctx)
 {
-    return session_op(JOB_SESSION_EXECUTE, internal, id, req, done, ctx);
+    return session_op(JOB_SESSION_EXECUTE, key, internal, id, req, done, ctx);
 }
 
-enum px_result executor_session_create(int internal, const struct exec_request *req,
-                                       exec_done_fn done, void *ctx)
-{
-    struct job *job = job_new(JOB_SESSION_CREATE, NULL, req, done, ctx);
-    if (job)
-        job->internal = internal;
-    return submit(job);
-}
-
-enum px_result executor_session_get(const char *id, exec_done_fn done, void *ctx)
-{
-    return session_op(JOB_SESSION_GET, 0, id, NULL, done, ctx);
-}
-
-enum px_result executor_session_delete(int internal, const char *id, exec_done_fn done,
+enum px_result executor_session_create(struct api_key *key, int internal,
+                                       const struct exec_request *req, exec_done_fn done,
                                        void *ctx)
 {
-    return session_op(JOB_SESSION_DELETE, internal, id, NULL, done, ctx);
+    return session_op(JOB_SESSION_CREATE, key, internal, NULL, req, done, ctx);
+}
+
+enum px_result executor_session_get(struct api_key *key, const char *id, exec_done_fn done,
+                                    void *ctx)
+{
+    return session_op(JOB_SESSION_GET, key, 0, id, NULL, done, ctx);
+}
+
+enum px_result executor_session_delete(struct api_key *key, int internal, const char *id,
+                                       exec_done_fn done, void *ctx)
+{
+    return session_op(JOB_SESSION_DELETE, key, internal, id, NULL, done, ctx);
 }
 
 void executor_snapshot(struct health_report *h)

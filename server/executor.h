@@ -17,6 +17,7 @@
 
 #include "../common/config.h"
 #include "../common/result.h"
+#include "api_keys.h"
 #include "execution.h"
 #include "health_report.h"
 
@@ -47,12 +48,19 @@ int executor_start(const struct executor_config *cfg, char *err, size_t errlen);
 /* Every call below is thread-safe. Each returns PX_OK when `done` will be called exactly
  * once, on the executor thread, with the answer (struct exec_reply); or an error at once,
  * and then `done` is never called: PX_QUEUE_FULL (every worker busy and the queue full),
- * PX_SESSION_LIMIT (creating a session past --max-sessions), PX_SHUTTING_DOWN, PX_NOMEM.
- * A request (req) stays the caller's and must stay valid until `done` is called; a
- * session id is copied. */
+ * PX_SESSION_LIMIT (creating a session past --max-sessions), PX_KEY_LIMIT (key is at its
+ * own bound: of executions for submit and a client's session execute, of sessions for a
+ * client's session create), PX_SHUTTING_DOWN, PX_NOMEM. A request (req) stays the
+ * caller's and must stay valid until `done` is called; a session id is copied.
+ * key: the request's API key (NULL without a key file, and for a turn's interpreter,
+ * whose turn counts against its key itself); its places are given back when the call is
+ * answered, a session's when the session ends. A client's session belongs to the key
+ * that created it: get, delete and execute with another key are answered PX_NOT_FOUND as
+ * if it did not exist. */
 
 /* Runs req's blocks in a fresh interpreter. */
-enum px_result executor_submit(const struct exec_request *req, exec_done_fn done, void *ctx);
+enum px_result executor_submit(struct api_key *key, const struct exec_request *req,
+                               exec_done_fn done, void *ctx);
 
 /* Sessions: one interpreter kept across requests. create waits for a pre-forked worker
  * like a request does; get describes one; delete ends it and removes its files (its
@@ -64,12 +72,14 @@ enum px_result executor_submit(const struct exec_request *req, exec_done_fn done
  * /v1/sessions), and is bounded by the turn runners instead. create with a req (NULL:
  * none) also runs it, as execute would, in one step: the answer then carries both the
  * session's id and the results (or the error, and the id when the session exists). */
-enum px_result executor_session_create(int internal, const struct exec_request *req,
-                                       exec_done_fn done, void *ctx);
-enum px_result executor_session_get(const char *id, exec_done_fn done, void *ctx);
-enum px_result executor_session_delete(int internal, const char *id, exec_done_fn done,
+enum px_result executor_session_create(struct api_key *key, int internal,
+                                       const struct exec_request *req, exec_done_fn done,
                                        void *ctx);
-enum px_result executor_session_execute(int internal, const char *id,
+enum px_result executor_session_get(struct api_key *key, const char *id, exec_done_fn done,
+                                    void *ctx);
+enum px_result executor_session_delete(struct api_key *key, int internal, const char *id,
+                                       exec_done_fn done, void *ctx);
+enum px_result executor_session_execute(struct api_key *key, int internal, const char *id,
                                         const struct exec_request *req, exec_done_fn done,
                                         void *ctx);
 

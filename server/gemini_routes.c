@@ -209,7 +209,7 @@ static void count_tokens(struct http_exchange *ex, const struct target *t, size_
 }
 
 static void generate(struct http_exchange *ex, const struct target *t, int stream,
-                     size_t input_limit)
+                     size_t input_limit, struct api_key *key)
 {
     char msg[512];
     size_t len;
@@ -230,14 +230,14 @@ static void generate(struct http_exchange *ex, const struct target *t, int strea
     const char *alt = http_exchange_query(ex, "alt");
     enum turn_mode mode = !stream ? TURN_UNARY
                         : alt && strcmp(alt, "sse") == 0 ? TURN_SSE : TURN_JSON_ARRAY;
-    r = turns_submit(ex, m, &req, mode);
+    r = turns_submit(ex, m, &req, mode, key);
     if (r != PX_OK)
         reply_error(ex, r, r == PX_QUEUE_FULL ? "Every model turn runner is busy and the queue "
                     "is full; retry later." : NULL, NULL);
 }
 
 int gemini_route(struct http_exchange *ex, const char *path, const char *method,
-                 size_t input_limit)
+                 size_t input_limit, struct api_key *key)
 {
     struct target t;
     if (!parse_target(path, &t))
@@ -271,6 +271,6 @@ int gemini_route(struct http_exchange *ex, const char *path, const char *method,
     if (count)
         count_tokens(ex, &t, input_limit);
     else
-        generate(ex, &t, stream, input_limit);
+        generate(ex, &t, stream, input_limit, key);
     return 1;
 }

@@ -14,9 +14,12 @@
  * ROUTE_OTHER when it is not one. */
 enum route_id gemini_route_id(const char *path);
 
+struct api_key;
+
 /* Answers the request if its path is one of the surface's; returns 0 when it is not.
- * input_limit: decoded inline-data bytes a request's last user turn may carry. */
+ * input_limit: decoded inline-data bytes a request's last user turn may carry. key: the
+ * request's API key (NULL: no key file), whose bound a turn that runs code counts against. */
 int gemini_route(struct http_exchange *ex, const char *path, const char *method,
-                 size_t input_limit);
+                 size_t input_limit, struct api_key *key);
 
 #endif

@@ -25,9 +25,13 @@ struct health_report {
     int layers_known;            /* 0 until the zygote has probed */
     unsigned long long executions;
     unsigned long long deadline_kills;
+    unsigned long long kill_failures;   /* refused kills of workers that lived on */
+    unsigned unkilled;           /* workers whose kill was refused, not yet ended (in running) */
     unsigned long long worker_crashes;
     unsigned long long setup_failures;
     struct interpreter_info interpreter;   /* python[0] == '\0' until the zygote said */
+    char cgroup_memory[256];     /* the workers' memory groups' directory; "" when none */
+    char cgroup_pids[256];       /* their pids groups' (the same on cgroup v2) */
     unsigned deadline_ms;
     unsigned long long output_bytes;
     unsigned long long body_bytes;

@@ -35,6 +35,8 @@ static void job_free(struct job *job)
         job->worker->job = NULL;
     if (job->held)
         admission_release(job->held);
+    if (job->key_held)
+        admission_release(job->key_held);
     exec_result_free(job->res);
     free(job);
 }

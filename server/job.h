@@ -35,6 +35,7 @@ struct job_settings {
 };
 
 struct worker;
+struct api_key;
 
 struct job {
     struct job *next;                 /* in the executor's queue */
@@ -44,6 +45,10 @@ struct job {
     exec_done_fn done;
     void *ctx;
     struct admission *held;           /* a place it holds until answered, or NULL */
+    struct api_key *key;              /* the API key it came with (NULL: no key file);
+                                       * a session belongs to the key that made it */
+    struct admission *key_held;       /* the key's place it holds until answered (a
+                                       * session creation's passes to the session) */
     int internal;                     /* about a model turn's interpreter, not a client's
                                        * session (see executor_session_create) */
     struct worker *worker;            /* the worker running it, or NULL */

@@ -84,8 +84,16 @@ int request_fidelity(struct http_exchange *ex)
     return f;
 }
 
-/* An execute body, in a new interpreter (session NULL) or in a session's. */
-static void run_execute(struct http_exchange *ex, const char *session)
+/* The 429 of a key at its own bound of `what`. */
+static void key_refused(struct http_exchange *ex, struct api_key *key, enum key_place what)
+{
+    char msg[256];
+    api_key_refusal(key, what, msg, sizeof(msg));
+    reply_error(ex, PX_KEY_LIMIT, msg, NULL);
+}
+
+/* An execute body, in a new interpreter (session NULL) or in a session's, for key. */
+static void run_execute(struct http_exchange *ex, const char *session, struct api_key *key)
 {
     char msg[512];
     size_t len;
@@ -110,9 +118,12 @@ static void run_execute(struct http_exchange *ex, const char *session)
     }
     call->req.fidelity = (unsigned)fidelity;
     call->req.stats = &http_exchange_record(ex)->exec;
-    r = session ? executor_session_execute(0, session, &call->req, execute_done, call)
-                : executor_submit(&call->req, execute_done, call);
-    if (r != PX_OK) {
+    r = session ? executor_session_execute(key, 0, session, &call->req, execute_done, call)
+                : executor_submit(key, &call->req, execute_done, call);
+    if (r == PX_KEY_LIMIT) {
+        key_refused(ex, key, KEY_EXECUTIONS);
+        execute_call_free(call);
+    } else if (r != PX_OK) {
         const char *why = r == PX_QUEUE_FULL
             ? "Every worker is busy and the queue is full; retry later."
             : r == PX_SHUTTING_DOWN ? "The server is shutting down." : NULL;
@@ -121,9 +132,9 @@ static void run_execute(struct http_exchange *ex, const char *session)
     }
 }
 
-static void handle_execute(struct http_exchange *ex)
+static void handle_execute(struct http_exchange *ex, struct api_key *key)
 {
-    run_execute(ex, NULL);
+    run_execute(ex, NULL, key);
 }
 
 /* exec_done_fn for create and get: the session resource. */
@@ -152,10 +163,14 @@ static void session_deleted(void *ctx, struct exec_reply *rep)
     http_exchange_reply(ex, 200, body, len, NULL);
 }
 
-static void session_refused(struct http_exchange *ex, enum px_result r)
+static void session_refused(struct http_exchange *ex, enum px_result r, struct api_key *key)
 {
     char msg[160];
     const char *why = NULL;
+    if (r == PX_KEY_LIMIT) {
+        key_refused(ex, key, KEY_SESSIONS);
+        return;
+    }
     if (r == PX_SESSION_LIMIT) {
         snprintf(msg, sizeof(msg), "The server already holds its maximum of %u sessions; "
                  "delete one or retry later.", options.max_sessions);
@@ -166,7 +181,7 @@ static void session_refused(struct http_exchange *ex, enum px_result r)
     reply_error(ex, r, why, NULL);
 }
 
-static void handle_session_create(struct http_exchange *ex)
+static void handle_session_create(struct http_exchange *ex, struct api_key *key)
 {
     char msg[256];
     size_t len;
@@ -176,9 +191,9 @@ static void handle_session_create(struct http_exchange *ex)
         reply_error(ex, r, msg, NULL);
         return;
     }
-    r = executor_session_create(0, NULL, session_info_done, ex);
+    r = executor_session_create(key, 0, NULL, session_info_done, ex);
     if (r != PX_OK)
-        session_refused(ex, r);
+        session_refused(ex, r, key);
 }
 
 /* A session id as servers make them: 32 lowercase hex digits, after the owner's replica
@@ -198,9 +213,10 @@ static int session_id_replica(const char *s, size_t n)
     return s[r] == '.' && config_valid_replica_id(s, r) ? (int)r : -1;
 }
 
-/* /v1/sessions/<id> (GET, DELETE) and /v1/sessions/<id>:execute (POST). Returns 0 when
- * the path is not one of these. */
-static int route_session(struct http_exchange *ex, const char *path, const char *method)
+/* /v1/sessions/<id> (GET, DELETE) and /v1/sessions/<id>:execute (POST), for key's
+ * sessions only. Returns 0 when the path is not one of these. */
+static int route_session(struct http_exchange *ex, const char *path, const char *method,
+                         struct api_key *key)
 {
     static const char prefix[] = "/v1/sessions/";
     if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
@@ -236,25 +252,26 @@ static int route_session(struct http_exchange *ex, const char *path, const char 
             reply_error(ex, PX_METHOD_NOT_ALLOWED, "Use POST to execute in a session.", "POST");
             return 1;
         }
-        run_execute(ex, idbuf);
+        run_execute(ex, idbuf, key);
         return 1;
     }
     if (strcmp(method, "GET") == 0)
-        r = executor_session_get(idbuf, session_info_done, ex);
+        r = executor_session_get(key, idbuf, session_info_done, ex);
     else if (strcmp(method, "DELETE") == 0)
-        r = executor_session_delete(0, idbuf, session_deleted, ex);
+        r = executor_session_delete(key, 0, idbuf, session_deleted, ex);
     else {
         reply_error(ex, PX_METHOD_NOT_ALLOWED, "A session allows GET and DELETE.",
                     "GET, DELETE");
         return 1;
     }
     if (r != PX_OK)
-        session_refused(ex, r);
+        session_refused(ex, r, key);
     return 1;
 }
 
-static void handle_health(struct http_exchange *ex)
+static void handle_health(struct http_exchange *ex, struct api_key *key)
 {
+    (void)key;
     struct health_report h;
     executor_snapshot(&h);
     h.deadline_ms = options.deadline_ms;
@@ -277,8 +294,9 @@ static void handle_health(struct http_exchange *ex)
 /* GET /readyz: 200 while the server takes work; 503 while its zygote is not ready (it
  * starts or restarts) and once it drains, so that a load balancer sends nothing then.
  * /healthz, the liveness check with the figures, stays 200 all along. */
-static void handle_ready(struct http_exchange *ex)
+static void handle_ready(struct http_exchange *ex, struct api_key *key)
 {
+    (void)key;
     struct health_report h;
     executor_snapshot(&h);
     if (http_server_draining()) {
@@ -297,8 +315,9 @@ static void handle_ready(struct http_exchange *ex)
 
 /* GET /v1/environment: what the sandbox's interpreter holds, against the real service's
  * documented lists. */
-static void handle_environment(struct http_exchange *ex)
+static void handle_environment(struct http_exchange *ex, struct api_key *key)
 {
+    (void)key;
     struct health_report h;
     executor_snapshot(&h);
     if (!h.interpreter.python[0]) {
@@ -314,8 +333,9 @@ static void handle_environment(struct http_exchange *ex)
 /* GET /metrics: the Prometheus exposition (server/metrics.c), the gauges from the same
  * snapshot /healthz shows. Like every route but the probes, it needs a key when the
  * server has keys: it tells anyone who reads it how busy the server is. */
-static void handle_metrics(struct http_exchange *ex)
+static void handle_metrics(struct http_exchange *ex, struct api_key *key)
 {
+    (void)key;
     struct health_report h;
     executor_snapshot(&h);
     struct metrics_gauges g = {.health = &h,
@@ -334,7 +354,7 @@ static const struct route {
     const char *path;
     const char *method;
     const char *allow;          /* the Allow header of a 405 */
-    void (*handle)(struct http_exchange *ex);
+    void (*handle)(struct http_exchange *ex, struct api_key *key);
 } routes[] = {
     {"/v1/execute", "POST", "POST", handle_execute},
     {"/v1/sessions", "POST", "POST", handle_session_create},
@@ -347,9 +367,9 @@ static const struct route {
 };
 
 /* The key a request presents, as the SDKs and curl send it: the x-goog-api-key header,
- * ?key=, or Authorization: Bearer. Returns 1 when it may go on; else ex is answered 401
- * (none) or 403 (not one of ours). */
-static int check_key(struct http_exchange *ex)
+ * ?key=, or Authorization: Bearer. Returns 1 when it may go on (with its key in *found,
+ * NULL without a key file); else ex is answered 401 (none) or 403 (not one of ours). */
+static int check_key(struct http_exchange *ex, struct api_key **found)
 {
     const char *key = http_exchange_header(ex, "x-goog-api-key");
     if (!key || !*key)
@@ -357,9 +377,8 @@ static int check_key(struct http_exchange *ex)
     const char *auth = http_exchange_header(ex, "Authorization");
     if ((!key || !*key) && auth && strncasecmp(auth, "Bearer ", 7) == 0)
         key = auth + 7 + strspn(auth + 7, " ");
-    const char *id = NULL;
-    enum px_result r = api_keys_check(key, &id);
-    http_exchange_record(ex)->key_id = r == PX_OK ? id : NULL;
+    enum px_result r = api_keys_check(key, found);
+    http_exchange_record(ex)->key_id = r == PX_OK && *found ? api_key_id(*found) : NULL;
     if (r == PX_UNAUTHENTICATED)
         reply_error(ex, r, "Method doesn't allow unregistered callers (callers without "
                     "established identity). Please use API Key or other form of API "
@@ -427,7 +446,8 @@ void routes_handle(struct http_exchange *ex)
     }
     /* The probes answer anyone; everything else needs a key when the server has keys. */
     int probe = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0;
-    if (!probe && !check_key(ex))
+    struct api_key *key = NULL;
+    if (!probe && !check_key(ex, &key))
         return;
     /* Draining: what was taken runs on, nothing new is (the probes still answer). */
     if (http_server_draining() && !probe) {
@@ -435,16 +455,16 @@ void routes_handle(struct http_exchange *ex)
                     "another server or retry shortly.", NULL);
         return;
     }
-    if (route_session(ex, path, method))
+    if (route_session(ex, path, method, key))
         return;
-    if (gemini_route(ex, path, method, options.input_file_bytes))
+    if (gemini_route(ex, path, method, options.input_file_bytes, key))
         return;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(routes[i].path, path) != 0)
             continue;
         path_match = &routes[i];
         if (strcmp(routes[i].method, method) == 0) {
-            routes[i].handle(ex);
+            routes[i].handle(ex, key);
             return;
         }
     }

@@ -273,6 +273,7 @@ int server_run(const struct config *c, const struct policy_summary *policy, int 
         return 1;
     }
     model_openai_set_timeout(c->upstream_timeout_ms);
+    api_keys_set_defaults(c->key_max_executions, c->key_max_sessions);
     if (c->api_key_file && api_keys_load(c->api_key_file, err, sizeof(err)) < 0) {
         log_msg(LOG_ERROR, "%s", err);
         return 2;

@@ -20,6 +20,8 @@ struct session {
     int64_t created, last_used;    /* monotonic ms, for the timers */
     struct admission *held;        /* the place it holds (taken by its create job) */
     int internal;                  /* a model turn's interpreter */
+    struct api_key *owner;         /* the key that made it: no other reaches it */
+    struct admission *key_held;    /* its place among its key's sessions, or NULL */
 };
 
 static struct sessions_config cfg;
@@ -32,6 +34,7 @@ static atomic_uint alive;
 static struct {
     char id[LIMIT_SESSION_ID_BYTES];
     char why[96];
+    struct api_key *owner;         /* only its key learns why it ended */
 } tombstones[LIMIT_SESSION_TOMBSTONES];
 static unsigned tombstone_next;
 
@@ -64,10 +67,11 @@ static struct session *find(const char *id)
     return NULL;
 }
 
-static const char *tombstone(const char *id)
+static const char *tombstone(const char *id, const struct api_key *asker)
 {
     for (unsigned i = 0; i < LIMIT_SESSION_TOMBSTONES; i++)
-        if (tombstones[i].id[0] && strcmp(tombstones[i].id, id) == 0)
+        if (tombstones[i].id[0] && strcmp(tombstones[i].id, id) == 0 &&
+            tombstones[i].owner == asker)
             return tombstones[i].why;
     return NULL;
 }
@@ -86,17 +90,20 @@ static struct worker *end_session(struct session *s, const char *why)
     unsigned t = tombstone_next++ % LIMIT_SESSION_TOMBSTONES;
     snprintf(tombstones[t].id, sizeof(tombstones[t].id), "%s", s->id);
     snprintf(tombstones[t].why, sizeof(tombstones[t].why), "%s", why);
+    tombstones[t].owner = s->owner;
     admission_release(s->held);
+    if (s->key_held)
+        admission_release(s->key_held);
     struct worker *w = s->w;
     free(s);
-    return w && w->state != W_DEAD ? w : NULL;
+    return w && !worker_gone(w) ? w : NULL;
 }
 
 /* A session whose interpreter is gone ends, with the reason its worker gave. Returns 1
  * when s was ended (and freed). */
 static int ended_by_worker(struct session *s)
 {
-    if (s->w->state != W_DEAD)
+    if (!worker_gone(s->w))
         return 0;
     end_session(s, s->w->end_reason ? s->w->end_reason : "its interpreter stopped");
     return 1;
@@ -168,10 +175,11 @@ static void start_execution(struct session *s, struct job *job)
     s->last_used_wall_ms = wall_ms();
 }
 
-/* "Session sessions/<id> has ended: <why>." or "not found". */
-static void gone_message(const char *id, char *buf, size_t len)
+/* "Session sessions/<id> has ended: <why>." or "not found" (also to another key than
+ * the one that made it: the same words as for an id that never existed). */
+static void gone_message(const char *id, const struct api_key *asker, char *buf, size_t len)
 {
-    const char *why = tombstone(id);
+    const char *why = tombstone(id, asker);
     if (why)
         snprintf(buf, len, "Session sessions/%s has ended: %s.", id, why);
     else
@@ -185,10 +193,12 @@ void sessions_take(struct job *job)
     struct session *s = find(job->session_id);
     if (s && s->internal != job->internal)
         s = NULL;   /* a turn's interpreter is not reachable as a session, nor the reverse */
+    if (s && s->owner != job->key)
+        s = NULL;   /* another key's: as if it did not exist */
     if (s && ended_by_worker(s))
         s = NULL;
     if (!s) {
-        gone_message(job->session_id, msg, sizeof(msg));
+        gone_message(job->session_id, job->key, msg, sizeof(msg));
         job_fail(job, PX_NOT_FOUND, msg);
         return;
     }
@@ -239,8 +249,11 @@ void sessions_create(struct job *job, struct worker *w)
     s->internal = job->internal;
     s->created_wall_ms = s->last_used_wall_ms = wall_ms();
     s->created = s->last_used = monotonic_ms();
-    s->held = job->held;   /* the job's place is the session's now */
+    s->held = job->held;   /* the job's places are the session's now */
     job->held = NULL;
+    s->owner = job->key;
+    s->key_held = job->key_held;
+    job->key_held = NULL;
     worker_keep(w, s->internal);
     s->next = sessions;
     sessions = s;
@@ -281,7 +294,7 @@ void sessions_sweep(int64_t now)
 int64_t sessions_next_expiry(int64_t next)
 {
     for (struct session *s = sessions; s; s = s->next) {
-        if (busy(s) || s->w->state == W_DEAD)
+        if (busy(s) || worker_gone(s->w))
             continue;
         int64_t idle_end = last_used(s) + cfg.idle_ms;
         int64_t life_end = s->created + cfg.lifetime_ms;

@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "../common/limits.h"
+#include "api_keys.h"
 #include "block_output.h"
 #include "clock.h"
 #include "error_reply.h"
@@ -26,6 +27,8 @@ struct turn {
     enum turn_mode mode;
     const struct model *model;
     struct gen_request req;
+    struct api_key *key;            /* the request's (NULL: no key file) */
+    struct admission *key_held;     /* one of its executions, from the first code block */
 
     /* The turn's interpreter, opened at its first code block. */
     char interp[LIMIT_SESSION_ID_BYTES];
@@ -299,6 +302,18 @@ enum px_result turn_code(struct turn *t, const char *code, size_t len,
     char id[9], msg[512];
     if (t->answered)
         return PX_UNAVAILABLE;
+    if (!t->key_held && t->key) {
+        /* The turn runs code from here on: one of its key's executions, to its end (taken
+         * before the code part is sent, so that a refused unary or not yet started turn
+         * is a plain 429). */
+        int refused;
+        t->key_held = api_key_take(t->key, KEY_EXECUTIONS, &refused);
+        if (refused) {
+            api_key_refusal(t->key, KEY_EXECUTIONS, msg, sizeof(msg));
+            turn_fail(t, PX_KEY_LIMIT, msg);
+            return PX_KEY_LIMIT;
+        }
+    }
     random_id(id, 8);
     struct gpart c = {.kind = GPART_CODE, .text = dup_n(code, len), .text_len = len,
                       .id = strdup(id)};
@@ -455,6 +470,9 @@ static void run_turn(struct turn *t)
     finish(t);
     if (t->interp_open)
         exec_sync_close(t->interp);
+    if (t->key_held)   /* after its interpreter is gone */
+        admission_release(t->key_held);
+    t->key_held = NULL;
 }
 
 static void *runner_main(void *arg)
@@ -505,7 +523,8 @@ int turns_start(unsigned n, unsigned queue, char *err, size_t errlen)
 }
 
 enum px_result turns_submit(struct http_exchange *ex, const struct model *model,
-                            struct gen_request *req, enum turn_mode mode)
+                            struct gen_request *req, enum turn_mode mode,
+                            struct api_key *key)
 {
     struct turn *t = calloc(1, sizeof(*t));
     if (!t) {
@@ -514,6 +533,7 @@ enum px_result turns_submit(struct http_exchange *ex, const struct model *model,
     }
     t->ex = ex;
     t->stats = &http_exchange_record(ex)->exec;
+    t->key = key;
     t->model = model;
     t->mode = mode;
     t->req = *req;

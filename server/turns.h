@@ -17,6 +17,7 @@
 #include "http_server.h"
 
 struct model;
+struct api_key;
 
 enum turn_mode {
     TURN_UNARY,        /* one GenerateContentResponse */
@@ -31,9 +32,12 @@ int turns_start(unsigned threads, unsigned queue, char *err, size_t errlen);
 /* Runs a model turn of model (borrowed for the server's life) on req (taken over: it is
  * released when the turn ends, also on failure), answering ex. Returns PX_OK (ex will be
  * answered), or at once PX_QUEUE_FULL, PX_SHUTTING_DOWN or PX_NOMEM (the caller answers
- * ex). Thread-safe. */
+ * ex). key (NULL: no key file): a turn that runs code holds one of its executions from
+ * its first code block to its end; at the key's bound that block is answered 429 (the
+ * turn fails: an HTTP error, or a stream's final error event). Thread-safe. */
 enum px_result turns_submit(struct http_exchange *ex, const struct model *model,
-                            struct gen_request *req, enum turn_mode mode);
+                            struct gen_request *req, enum turn_mode mode,
+                            struct api_key *key);
 
 /* Stops taking turns: queued ones are answered 503, running ones end at their next step
  * (executor_stop, called after this, fails their pending executions; upstream calls see

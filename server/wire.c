@@ -732,7 +732,8 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
 
     cJSON *wk = cJSON_AddObjectToObject(root, "workers");
     ok &= wk && cJSON_AddNumberToObject(wk, "max", h->workers_max) &&
-          cJSON_AddNumberToObject(wk, "running", h->running);
+          cJSON_AddNumberToObject(wk, "running", h->running) &&
+          cJSON_AddNumberToObject(wk, "unkilled", h->unkilled);
     cJSON *pool = cJSON_AddObjectToObject(root, "pool");
     ok &= pool && cJSON_AddNumberToObject(pool, "target", h->pool_target) &&
           cJSON_AddNumberToObject(pool, "ready", h->pool_ready) &&
@@ -747,6 +748,7 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
     cJSON *counters = cJSON_AddObjectToObject(root, "counters");
     ok &= counters && cJSON_AddNumberToObject(counters, "executions", (double)h->executions) &&
           cJSON_AddNumberToObject(counters, "deadlineKills", (double)h->deadline_kills) &&
+          cJSON_AddNumberToObject(counters, "killFailures", (double)h->kill_failures) &&
           cJSON_AddNumberToObject(counters, "workerCrashes", (double)h->worker_crashes) &&
           cJSON_AddNumberToObject(counters, "workerSetupFailures", (double)h->setup_failures);
 
@@ -757,6 +759,16 @@ char *wire_encode_health(const struct health_report *h, size_t *len)
         unsigned bit = 1u << i;
         cJSON *v = h->layers_known ? cJSON_CreateBool(h->layers & bit) : cJSON_CreateNull();
         ok &= v && cJSON_AddItemToObject(iso, isolation_layer_name(bit), v);
+    }
+
+    /* Where the workers' groups are made (sandbox/cgroup.c): null until the zygote said,
+     * and for a layer it could not make. */
+    cJSON *cg = cJSON_AddObjectToObject(root, "cgroups");
+    ok &= !!cg;
+    const char *cg_dirs[2][2] = {{"memory", h->cgroup_memory}, {"pids", h->cgroup_pids}};
+    for (int i = 0; ok && i < 2; i++) {
+        cJSON *v = cg_dirs[i][1][0] ? cJSON_CreateString(cg_dirs[i][1]) : cJSON_CreateNull();
+        ok &= v && cJSON_AddItemToObject(cg, cg_dirs[i][0], v);
     }
 
     cJSON *lim = cJSON_AddObjectToObject(root, "limits");

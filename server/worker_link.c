@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "../common/block_report.h"
+#include "../common/kill_as.h"
 #include "../common/limits.h"
 #include "clock.h"
 #include "job.h"
@@ -50,6 +53,7 @@ static void worker_set_state(struct worker *w, enum worker_state s)
     case W_IDLE: stats.idle--; break;
     case W_BUSY: stats.running--; break;
     case W_SESSION_BUSY: stats.running -= w->counted; break;
+    case W_UNKILLED: stats.running--; stats.unkilled--; break;
     default: break;
     }
     w->state = s;
@@ -58,17 +62,31 @@ static void worker_set_state(struct worker *w, enum worker_state s)
     case W_IDLE: stats.idle++; break;
     case W_BUSY: stats.running++; break;
     case W_SESSION_BUSY: stats.running += w->counted; break;
+    case W_UNKILLED: stats.running++; stats.unkilled++; break;
     default: break;
     }
     w->rd.max_frame = s == W_STARTING ? LIMIT_IPC_SETUP_FRAME_BYTES
                     : worker_busy(w) ? busy_frame_limit() : 0;
 }
 
-/* SIGKILL through its pidfd; idempotent, and harmless once it has exited. */
-static void worker_kill(struct worker *w)
+/* SIGKILL through its pidfd; idempotent, and harmless once it has exited. Returns 0 when
+ * it was sent (or the process is gone), -1 when the kernel refused it (w->kill_errno:
+ * EPERM when the server lacks CAP_KILL over the worker's uid, as in a container that
+ * dropped it). */
+static int worker_kill(struct worker *w)
 {
-    if (w->pidfd >= 0)
-        syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+    if (w->pidfd < 0 || syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0) == 0 ||
+        errno == ESRCH)
+        return 0;
+    w->kill_errno = errno;
+    return -1;
+}
+
+/* Whether the process behind a pidfd has not ended yet (a pidfd is readable once it has). */
+static int pidfd_alive(int pidfd)
+{
+    struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+    return pidfd >= 0 && poll(&pf, 1, 0) == 0;
 }
 
 static void close_fd(int *fd)
@@ -76,6 +94,117 @@ static void close_fd(int *fd)
     if (*fd >= 0)
         close(*fd);
     *fd = -1;
+}
+
+/* The cgroup v2 path in a /proc/PID/cgroup file ("0::PATH"), into buf; -1 when none. */
+static int unified_path(const char *file, char *buf, size_t len)
+{
+    char line[PATH_MAX + 8];
+    int found = -1;
+    FILE *f = fopen(file, "re");
+    if (!f)
+        return -1;
+    while (found < 0 && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "0::", 3) != 0)
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        found = snprintf(buf, len, "%s", line + 3) < (int)len ? 0 : -1;
+    }
+    fclose(f);
+    return found;
+}
+
+/* Ends every process of w's own cgroup v2 group through cgroup.kill (Linux 5.14), which
+ * asks for no right over their uid, only write access to the file. Only a worker slot's
+ * group (sandbox/cgroup.c names them pyexecd-*), never the server's own. Returns 0 when
+ * written, -1 when there is no such group (cgroup v1, or no cgroup layer). */
+static int cgroup_kill(struct worker *w)
+{
+    static const char *const roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    char proc[64], theirs[PATH_MAX], mine[PATH_MAX], file[PATH_MAX + 64];
+    snprintf(proc, sizeof(proc), "/proc/%d/cgroup", (int)w->pid);
+    if (unified_path(proc, theirs, sizeof(theirs)) < 0 || !pidfd_alive(w->pidfd))
+        return -1;   /* alive after the read: the file was its own, not a reused pid's */
+    if (unified_path("/proc/self/cgroup", mine, sizeof(mine)) < 0)
+        mine[0] = '\0';
+    if (strcmp(theirs, mine) == 0 || !strstr(theirs, "/pyexecd-"))
+        return -1;
+    for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+        snprintf(file, sizeof(file), "%s%s/cgroup.kill", roots[i], theirs);
+        int fd = open(file, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = write(fd, "1", 1);
+        close(fd);
+        if (n == 1)
+            return 0;
+    }
+    return -1;
+}
+
+/* A W_UNKILLED worker was seen to end: its slot is free now. */
+static void worker_ended(struct worker *w)
+{
+    if (w->unkilled_escalated)
+        fprintf(stderr, "pyexecd: worker %d, which could not be killed, has ended\n",
+                (int)w->pid);
+    close_fd(&w->pidfd);   /* closing removes it from the epoll set */
+    worker_set_state(w, W_DEAD);
+}
+
+/* The real uid of w's process (from /proc, as this process sees uids), or -1. */
+static long worker_uid(const struct worker *w)
+{
+    char path[64], line[256];
+    long uid = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)w->pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    while (uid < 0 && fgets(line, sizeof(line), f))
+        if (sscanf(line, "Uid: %ld", &uid) != 1)
+            uid = -1;
+    fclose(f);
+    /* Still alive after the read: the file was its own, not a reused pid's. */
+    return pidfd_alive(w->pidfd) ? uid : -1;
+}
+
+/* Ends a worker whose kill the kernel refused, another way: SIGKILL sent as its own uid
+ * (common/kill_as.h), else its cgroup's cgroup.kill. Returns how, or NULL when neither
+ * could be done. */
+static const char *end_unkilled(struct worker *w)
+{
+    long uid = worker_uid(w);
+    if (uid > 0 && kill_as_uid(w->pidfd, w->pid, (uid_t)uid) == 0)
+        return "killed as its own uid";
+    if (cgroup_kill(w) == 0)
+        return "killed its cgroup (cgroup.kill)";
+    return NULL;
+}
+
+/* A W_UNKILLED worker is past its grace: ended another way and said in the log; later,
+ * if it still lives, said again (its slot stays taken until it ends). */
+static void worker_unkilled_timer(struct worker *w, int64_t now)
+{
+    if (!pidfd_alive(w->pidfd)) {
+        worker_ended(w);
+        return;
+    }
+    if (w->unkilled_escalated == 0) {
+        w->unkilled_escalated = 1;
+        w->unkilled_until = now + LIMIT_UNKILLED_REPORT_MS;
+        stats.kill_failures++;
+        const char *how = end_unkilled(w);
+        fprintf(stderr, "pyexecd: worker %d could not be killed (%s) and still runs: %s\n",
+                (int)w->pid, strerror(w->kill_errno),
+                how ? how : "no other way to end it worked; its slot stays taken until it "
+                            "ends");
+    } else if (w->unkilled_escalated == 1) {
+        w->unkilled_escalated = 2;
+        w->unkilled_until = INT64_MAX;
+        fprintf(stderr, "pyexecd: worker %d still runs %d ms after it could not be killed; "
+                "its slot stays taken until it ends\n", (int)w->pid, LIMIT_UNKILLED_REPORT_MS);
+    }
 }
 
 int worker_add(pid_t pid, const int fds[4])
@@ -122,26 +251,48 @@ void worker_keep(struct worker *w, int counted)
 
 void worker_discard(struct worker *w, enum px_result r, const char *message)
 {
-    if (w->state == W_DEAD)
+    if (worker_gone(w))
         return;
     struct job *job = w->job;
-    worker_kill(w);
+    int refused = worker_kill(w) < 0;
     close_fd(&w->sock);   /* closing removes it from the epoll set */
     close_fd(&w->out_fd);
     close_fd(&w->err_fd);
-    close_fd(&w->pidfd);
     ipc_reader_release(&w->rd);
     free(w->wbuf);
     w->wbuf = NULL;
-    worker_set_state(w, W_DEAD);
+    if (refused && pidfd_alive(w->pidfd)) {
+        /* It may live on: its slot stays taken until its pidfd says it ended. An idle
+         * one exits by itself now that its socket is closed; code past its deadline
+         * does not, and is ended another way at once. */
+        worker_set_state(w, W_UNKILLED);
+        w->unkilled_until = monotonic_ms() + (w->kill_urgent ? 0 : LIMIT_UNKILLED_GRACE_MS);
+        event_watch(epfd, w->pidfd, EPOLLIN, &w->tag, EPOLL_CTL_ADD);
+    } else {
+        close_fd(&w->pidfd);
+        worker_set_state(w, W_DEAD);
+    }
     if (job)
         job_fail(job, r, message);
+}
+
+void workers_abandon_unkilled(void)
+{
+    for (struct worker *w = workers; w; w = w->next) {
+        if (w->state != W_UNKILLED)
+            continue;
+        if (pidfd_alive(w->pidfd) && !end_unkilled(w))
+            fprintf(stderr, "pyexecd: worker %d could not be killed and is left running\n",
+                    (int)w->pid);
+        close_fd(&w->pidfd);
+        worker_set_state(w, W_DEAD);
+    }
 }
 
 void workers_discard_all(enum px_result r, const char *message, const char *end_reason)
 {
     for (struct worker *w = workers; w; w = w->next) {
-        if (w->state == W_DEAD)
+        if (worker_gone(w))
             continue;
         w->end_reason = end_reason;
         worker_discard(w, r, message);
@@ -211,6 +362,7 @@ static void worker_finish_crashed(struct worker *w, const struct worker_exit *ho
 static void worker_deadline_expired(struct worker *w)
 {
     struct job *job = w->job;
+    w->kill_urgent = 1;   /* should the kill be refused, its code would run on */
     worker_kill(w);   /* from outside: a C loop that ignores signals dies all the same */
     stats.deadline_kills++;
     if (job->block < job->res->nblocks) {
@@ -239,6 +391,7 @@ static void worker_deadline_expired(struct worker *w)
 static void worker_protocol_error(struct worker *w, const char *what)
 {
     log_msg(LOG_WARN, "worker %d: %s", (int)w->pid, what);
+    w->kill_urgent = 1;   /* it does not play by the protocol: it may not exit either */
     worker_kill(w);
     worker_finish_crashed(w, NULL);
     worker_discard(w, PX_INTERNAL, NULL);
@@ -520,6 +673,11 @@ static void flush_write(struct worker *w)
 
 void worker_on_event(struct worker *w, uint32_t events)
 {
+    if (w->state == W_UNKILLED) {   /* its pidfd: it has ended */
+        if (!pidfd_alive(w->pidfd))
+            worker_ended(w);
+        return;
+    }
     if (w->state == W_DEAD || w->sock < 0)
         return;
     if ((events & EPOLLOUT) && w->wbuf)
@@ -533,6 +691,10 @@ void worker_on_exited(pid_t pid, const struct worker_exit *how)
     struct worker *w = worker_find(pid);
     if (!w)
         return;
+    if (w->state == W_UNKILLED) {   /* the zygote reaped it */
+        worker_ended(w);
+        return;
+    }
     if (w->sock >= 0)
         worker_read(w);   /* frames it sent before dying come first */
     if (w->state == W_DEAD)
@@ -588,6 +750,8 @@ void workers_check_timers(int64_t now)
             worker_read(w);
             if (worker_busy(w) && w->job && now >= w->job->deadline)
                 worker_deadline_expired(w);
+        } else if (w->state == W_UNKILLED && now >= w->unkilled_until) {
+            worker_unkilled_timer(w, now);
         } else if (w->state == W_EXITING && now >= w->exit_wait_until) {
             worker_finish_crashed(w, NULL);
             worker_discard(w, PX_INTERNAL, NULL);
@@ -607,6 +771,8 @@ int64_t workers_next_timer(int64_t next)
             next = w->job->deadline;
         if (w->state == W_EXITING && w->exit_wait_until < next)
             next = w->exit_wait_until;
+        if (w->state == W_UNKILLED && w->unkilled_until < next)
+            next = w->unkilled_until;
     }
     return next;
 }

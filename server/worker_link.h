@@ -20,6 +20,9 @@ enum worker_state {
     W_SESSION_IDLE,  /* kept for a session, waiting for its next execution */
     W_SESSION_BUSY,  /* running one of its session's executions */
     W_EXITING,       /* its socket closed mid-job; waiting for its exit status */
+    W_UNKILLED,      /* discarded, but the kernel refused its SIGKILL: every descriptor
+                      * closed but its pidfd, watched until it ends; still counted among
+                      * the running (its slot is not free while it lives) */
     W_DEAD,          /* descriptors closed; freed by workers_free_dead */
 };
 
@@ -46,6 +49,11 @@ struct worker {
     int announced_exit;         /* the status its IPC_W_ENDING announced, or -1 */
     unsigned next_file;         /* the number its next input file gets: a session's
                                  * keep counting from the earlier calls' ones */
+    int kill_urgent;            /* it runs code past its deadline: a refused kill is not
+                                 * waited on */
+    int kill_errno;             /* why the kernel refused its kill */
+    int64_t unkilled_until;     /* W_UNKILLED: when it is ended another way */
+    int unkilled_escalated;     /* 1 once it was, 2 once its still living was logged */
     struct event_tag tag;
 };
 
@@ -54,10 +62,19 @@ static inline int worker_busy(const struct worker *w)
     return w->state == W_BUSY || w->state == W_SESSION_BUSY;
 }
 
+/* Discarded (dead, or on its way with a refused kill): no session can use it. */
+static inline int worker_gone(const struct worker *w)
+{
+    return w->state == W_DEAD || w->state == W_UNKILLED;
+}
+
 /* What /healthz shows of the workers. */
 struct worker_stats {
     unsigned idle, starting, running;
+    unsigned unkilled;          /* W_UNKILLED now (also counted in running) */
     unsigned long long deadline_kills, crashes, setup_failures;
+    unsigned long long kill_failures;   /* refused kills of workers that did not then end
+                                         * by themselves in time */
     unsigned layers;            /* the isolation layers the last ready worker applied */
     int layers_known;
     int64_t spawn_retry_at;     /* no new worker before then: one just failed its set-up */
@@ -85,8 +102,13 @@ void worker_keep(struct worker *w, int counted);
 
 /* Kills w (through its pidfd) and closes its descriptors; the job it ran, if any, is
  * failed with r and message. The struct stays until workers_free_dead, with state
- * W_DEAD and end_reason, so that its session can learn why it ended. Idempotent. */
+ * W_DEAD and end_reason, so that its session can learn why it ended; or, when the kernel
+ * refused the kill, W_UNKILLED until it is seen to end. Idempotent. */
 void worker_discard(struct worker *w, enum px_result r, const char *message);
+
+/* At shutdown, after the zygote stopped: ends the workers whose kill was refused (as
+ * their own uid) and lets go of them, saying so for any that could not be ended. */
+void workers_abandon_unkilled(void);
 
 /* Discards every worker (the zygote died, or the server stops), each with end_reason. */
 void workers_discard_all(enum px_result r, const char *message, const char *end_reason);

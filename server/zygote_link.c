@@ -33,6 +33,7 @@ static unsigned restarts, start_failures, outstanding;
 static unsigned layers;
 static int layers_known;
 static struct interpreter_info info;
+static char cgroup_memory[256], cgroup_pids[256];
 static volatile int fatal;
 static struct event_tag ctl_tag = {EVENT_ZYGOTE_CTL, NULL};
 static struct event_tag exit_tag = {EVENT_ZYGOTE_EXIT, NULL};
@@ -122,6 +123,13 @@ static void on_hello(struct ipc_cursor *c)
     struct interpreter_info said;
     if (c->failed || interpreter_info_get(c, &said) < 0)
         return;
+    size_t ml, pl;
+    const unsigned char *m = ipc_get_bytes(c, &ml);
+    const unsigned char *p = ipc_get_bytes(c, &pl);
+    if (c->failed)
+        return;
+    snprintf(cgroup_memory, sizeof(cgroup_memory), "%.*s", (int)ml, (const char *)m);
+    snprintf(cgroup_pids, sizeof(cgroup_pids), "%.*s", (int)pl, (const char *)p);
     info = said;
     layers = granted;
     layers_known = 1;
@@ -278,6 +286,8 @@ void zygote_link_status(struct zygote_status *st)
     st->layers = layers;
     st->layers_known = layers_known;
     st->info = &info;
+    st->cgroup_memory = cgroup_memory;
+    st->cgroup_pids = cgroup_pids;
 }
 
 int zygote_link_fatal(void)

@@ -36,6 +36,8 @@ struct zygote_status {
     int layers_known;
     const struct interpreter_info *info;   /* its interpreter and libraries, as its last
                                             * HELLO said (borrowed until the next event) */
+    const char *cgroup_memory;    /* where the workers' memory groups are ("" none; the */
+    const char *cgroup_pids;      /* same borrowing), and their pids groups */
 };
 
 void zygote_link_init(const struct zygote_link_config *cfg);

@@ -286,9 +286,10 @@ class Server:
     def health(self):
         return self.get("/healthz", timeout=10)
 
-    def execute(self, body, timeout=120):
-        """POST /v1/execute. body: dict (sent as JSON), str or bytes (sent as is)."""
-        status, data, _ = self.request("POST", "/v1/execute", body, timeout=timeout)
+    def execute(self, body, timeout=120, headers=None, path="/v1/execute"):
+        """POST /v1/execute (or another path: a session's :execute). body: dict (sent as
+        JSON), str or bytes (sent as is). headers: extra request headers (an API key)."""
+        status, data, _ = self.request("POST", path, body, headers=headers, timeout=timeout)
         return status, data
 
     def run(self, *codes, timeout=120):
@@ -362,17 +363,20 @@ def wait_for(predicate, timeout, what, interval=0.02):
 
 class ExecuteCall(threading.Thread):
     """One POST /v1/execute of `code` on a thread; keeps status, body, the exception if it
-    raised (error), and when the reply came (replied_at, monotonic)."""
+    raised (error), and when the reply came (replied_at, monotonic). headers: extra
+    request headers (an API key); path: another execute path (a session's)."""
 
-    def __init__(self, server, code, timeout=60):
+    def __init__(self, server, code, timeout=60, headers=None, path="/v1/execute"):
         super().__init__(daemon=True)
         self.server, self.code, self.timeout = server, code, timeout
+        self.headers, self.path = headers, path
         self.status = self.body = self.error = self.replied_at = None
 
     def run(self):
         try:
             self.status, self.body = self.server.execute(
-                {"parts": [code_part(self.code)]}, timeout=self.timeout)
+                {"parts": [code_part(self.code)]}, timeout=self.timeout,
+                headers=self.headers, path=self.path)
         except Exception as e:  # reported by the test through .error
             self.error = e
         self.replied_at = time.monotonic()

@@ -231,6 +231,35 @@ static void test_replica_id(void)
     CHECK_STR(c.replica_id, config_valid_replica_id(want, n) ? want : "");
 }
 
+/* The per-key bounds: 0 by default (no per-key bound), their upper bounds, a value past
+ * them, and no bound without a key file. */
+static void test_key_bounds(void)
+{
+    struct config c;
+    char err[256];
+    char *none[] = {"pyexecd", NULL};
+    CHECK(parse(&c, none, ARGC(none), err, sizeof(err)) == 0);
+    CHECK(c.key_max_executions == 0 && c.key_max_sessions == 0);
+    char emax[32], epast[32], smax[32], spast[32];
+    snprintf(emax, sizeof(emax), "%u", LIMIT_KEY_EXECUTIONS_MAX);
+    snprintf(epast, sizeof(epast), "%u", LIMIT_KEY_EXECUTIONS_MAX + 1);
+    snprintf(smax, sizeof(smax), "%u", LIMIT_KEY_SESSIONS_MAX);
+    snprintf(spast, sizeof(spast), "%u", LIMIT_KEY_SESSIONS_MAX + 1);
+    char *at[] = {"pyexecd", "--api-key-file", "/k", "--key-max-executions", emax,
+                  "--key-max-sessions", smax, NULL};
+    CHECK(parse(&c, at, ARGC(at), err, sizeof(err)) == 0);
+    CHECK(c.key_max_executions == LIMIT_KEY_EXECUTIONS_MAX &&
+          c.key_max_sessions == LIMIT_KEY_SESSIONS_MAX);
+    char *eover[] = {"pyexecd", "--api-key-file", "/k", "--key-max-executions", epast, NULL};
+    CHECK(refused(eover, ARGC(eover), "--key-max-executions"));
+    char *sover[] = {"pyexecd", "--api-key-file", "/k", "--key-max-sessions", spast, NULL};
+    CHECK(refused(sover, ARGC(sover), "--key-max-sessions"));
+    char *nokeys[] = {"pyexecd", "--key-max-sessions", "2", NULL};
+    CHECK(refused(nokeys, ARGC(nokeys), "need --api-key-file"));
+    char *zero[] = {"pyexecd", "--key-max-sessions", "0", "--key-max-executions", "0", NULL};
+    CHECK(parse(&c, zero, ARGC(zero), err, sizeof(err)) == 0);
+}
+
 int main(void)
 {
     test_defaults();
@@ -241,5 +270,6 @@ int main(void)
     test_parse_is_repeatable();
     test_drain_and_keys();
     test_replica_id();
+    test_key_bounds();
     return check_done();
 }
