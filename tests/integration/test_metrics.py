@@ -191,7 +191,7 @@ class MetricsTest(unittest.TestCase):
         routes = set(re.findall(r'route="([^"]*)"', text))
         self.assertLessEqual(routes, {"/v1/execute", "/v1/sessions", "/v1/sessions/{id}",
                                       "/v1/sessions/{id}:execute", "/metrics", "/healthz",
-                                      "other"})
+                                      "/readyz", "other"})
 
     def test_4_metrics_need_a_key_when_the_server_has_keys(self):
         status, body = self.call("GET", "/metrics", headers={})
