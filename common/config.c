@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ enum {
     OPT_SERVER_PID, OPT_MODEL, OPT_UPSTREAM_TIMEOUT, OPT_FIDELITY, OPT_DRAIN, OPT_API_KEY_FILE,
     OPT_ALLOW_UNAUTHENTICATED, OPT_LOG_LEVEL, OPT_REPLICA_ID, OPT_KEY_MAX_EXECUTIONS, OPT_KEY_MAX_SESSIONS,
     OPT_HELP, OPT_VERSION,
+    OPT_CONFIG, OPT_CHECK_CONFIG,
 };
 
 static const struct option long_options[] = {
@@ -71,6 +73,8 @@ static const struct option long_options[] = {
     {"upstream-timeout-ms", required_argument, NULL, OPT_UPSTREAM_TIMEOUT},
     {"zygote", no_argument, NULL, OPT_ZYGOTE},
     {"server-pid", required_argument, NULL, OPT_SERVER_PID},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -99,8 +103,10 @@ static void usage(FILE *f)
 "  --api-key-file FILE       API keys a request must present (x-goog-api-key, ?key= or\n"
 "                            Authorization: Bearer), one per line: 'ID KEY' or 'KEY',\n"
 "                            then optionally that key's own bounds: executions=N\n"
-"                            sessions=N (0: none of its own)\n"
+"                            sessions=N (0: none of its own) (default: none, no key\n"
+"                            asked for)\n"
 "  --allow-unauthenticated   serve beyond loopback without --api-key-file (a warning)\n"
+"                            (default: off)\n"
 "  --log-level LEVEL         debug, info (default: one JSON line per request), warn\n"
 "                            (start-up, drain and warnings only) or error\n"
 "  --replica-id ID           this server's name in a fleet, the prefix of its session ids\n"
@@ -116,6 +122,7 @@ static void usage(FILE *f)
 "                            built-in policies/default.policy; grammar in policies/README.md)\n"
 "  --print-policy FILE       print FILE's compiled seccomp filter (PFC) and exit\n"
 "  --require-isolation       refuse to serve if the kernel denies any isolation layer\n"
+"                            (default: off)\n"
 "  --deadline-ms MS          wall-clock limit per code block (default: the policy's, %d)\n"
 "  --output-bytes N          stdout (and stderr) bytes kept per code block (default: the\n"
 "                            policy's, %u)\n"
@@ -133,7 +140,7 @@ static void usage(FILE *f)
 "                            always served): echo, script:FILE (turns from a JSONL file,\n"
 "                            faults included), or openai:URL[,model=M][,key-file=F]\n"
 "                            [,tool-choice=auto|required|run_python] (an OpenAI-compatible\n"
-"                            chat-completions server)\n"
+"                            chat-completions server) (default: none but echo)\n"
 "  --upstream-timeout-ms MS  the longest one call to an openai model's server may take\n"
 "                            (default %u)\n"
 "  --fidelity PROFILE        tracebacks as the real service wrote them: 'current' (default),\n"
@@ -142,8 +149,22 @@ static void usage(FILE *f)
 "                            chooses its own\n"
 "  --runner-frame FILE:LINE  first traceback frame, as the real service's runner shows it\n"
 "                            (default " DEFAULT_RUNNER_FRAME "); 'none' omits it\n"
+"  --config FILE             read settings from FILE (default: the file PYEXECD_CONFIG\n"
+"                            names, else none; --config '' reads none)\n"
+"  --check-config            check the settings, the policy, the key file and the models;\n"
+"                            print each setting with where it came from, and exit\n"
 "  --help                    this text\n"
-"  --version                 the version\n",
+"  --version                 the version\n"
+"\n"
+"Each setting can also come from the environment, PYEXECD_<FLAG> (the flag upper-cased,\n"
+"'-' as '_': PYEXECD_MAX_SESSIONS=16), or from the config file: one 'name = value' a line,\n"
+"the name a flag without its dashes (max-sessions = 16), '#' lines are comments, booleans\n"
+"are true or false. Precedence: a flag on the command line, then PYEXECD_<FLAG>, then the\n"
+"file, then the default. A repeatable flag (--model) is taken from the highest of these\n"
+"that gives it (in the environment a whitespace-separated list), never merged across\n"
+"them. --config, --check-config, --print-policy, --help and --version are command-line\n"
+"only. An empty PYEXECD_ variable is unset; one that names no setting is ignored\n"
+"(--check-config lists it).\n",
             LIMIT_POOL, LIMIT_QUEUE, LIMIT_QUEUE_WAIT_MS, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
             LIMIT_SESSION_LIFETIME_MS, LIMIT_DRAIN_MS, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
             LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE, LIMIT_UPSTREAM_TIMEOUT_MS);
@@ -176,6 +197,110 @@ static void default_replica_id(char *out, size_t outlen)
         memcpy(out, host, n);
         out[n] = '\0';
     }
+}
+
+const struct option *config_options(void)
+{
+    return long_options;
+}
+
+enum config_flag_kind config_flag_kind(const char *name)
+{
+    static const char *const command_line_only[] = {
+        "zygote", "server-pid", "help", "version", "print-policy", "check-config", "config",
+    };
+    for (size_t i = 0; i < sizeof(command_line_only) / sizeof(command_line_only[0]); i++)
+        if (strcmp(name, command_line_only[i]) == 0)
+            return CONFIG_COMMAND_LINE_ONLY;
+    if (strcmp(name, "model") == 0)
+        return CONFIG_REPEATABLE;
+    return CONFIG_SETTING;
+}
+
+const char *config_flag_group(const char *name)
+{
+    return strcmp(name, "runner-frame") == 0 ? "fidelity" : name;
+}
+
+int config_value_text(const struct config *c, const char *name, char *buf, size_t len)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } counts[] = {
+        {"workers", offsetof(struct config, workers)},
+        {"pool", offsetof(struct config, pool)},
+        {"queue", offsetof(struct config, queue)},
+        {"queue-wait-ms", offsetof(struct config, queue_wait_ms)},
+        {"http-threads", offsetof(struct config, http_threads)},
+        {"max-sessions", offsetof(struct config, max_sessions)},
+        {"session-idle-ms", offsetof(struct config, session_idle_ms)},
+        {"session-lifetime-ms", offsetof(struct config, session_lifetime_ms)},
+        {"drain-ms", offsetof(struct config, drain_ms)},
+        {"worker-uid-base", offsetof(struct config, uid_base)},
+        {"upstream-timeout-ms", offsetof(struct config, upstream_timeout_ms)},
+        {"key-max-executions", offsetof(struct config, key_max_executions)},
+        {"key-max-sessions", offsetof(struct config, key_max_sessions)},
+    };
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+        if (strcmp(name, counts[i].name) == 0) {
+            snprintf(buf, len, "%u", *(const unsigned *)((const char *)c + counts[i].offset));
+            return 0;
+        }
+    const char *text = NULL;   /* a string setting's value, NULL when unset */
+    const char *unset = "none";
+    if (strcmp(name, "listen") == 0) {
+        int v6 = strchr(c->listen_host, ':') != NULL;
+        snprintf(buf, len, "%s%s%s:%u", v6 ? "[" : "", c->listen_host, v6 ? "]" : "",
+                 c->listen_port);
+        return 0;
+    } else if (strcmp(name, "allow-unauthenticated") == 0) {
+        text = c->allow_unauthenticated ? "true" : "false";
+    } else if (strcmp(name, "require-isolation") == 0) {
+        text = c->require_isolation ? "true" : "false";
+    } else if (strcmp(name, "deadline-ms") == 0 || strcmp(name, "output-bytes") == 0 ||
+               strcmp(name, "worker-memory-mib") == 0) {
+        unsigned long long v = name[0] == 'd' ? c->deadline_ms : name[0] == 'o' ?
+                               (unsigned long long)c->output_bytes : c->worker_memory >> 20;
+        if (!v) {
+            snprintf(buf, len, "the policy's");
+            return 1;
+        }
+        snprintf(buf, len, "%llu", v);
+        return 0;
+    } else if (strcmp(name, "api-key-file") == 0) {
+        text = c->api_key_file;
+    } else if (strcmp(name, "replica-id") == 0) {
+        text = c->replica_id[0] ? c->replica_id : NULL;
+    } else if (strcmp(name, "log-level") == 0) {
+        text = log_level_name((enum log_level)c->log_level);
+    } else if (strcmp(name, "policy") == 0) {
+        text = c->policy_path;
+        unset = "the built-in default";
+    } else if (strcmp(name, "site-packages") == 0) {
+        text = c->site_packages;
+    } else if (strcmp(name, "state-dir") == 0) {
+        text = c->state_dir;
+    } else if (strcmp(name, "failed-stdout") == 0) {
+        text = c->failed_stdout == FAILED_STDOUT_MERGE ? "merge" : "split";
+    } else if (strcmp(name, "runner-frame") == 0 || strcmp(name, "fidelity") == 0) {
+        char frame[PATH_MAX + 16];
+        if (c->runner_file)
+            snprintf(frame, sizeof(frame), "%s:%u", c->runner_file, c->runner_line);
+        else
+            snprintf(frame, sizeof(frame), "none");
+        if (name[0] == 'r') {
+            snprintf(buf, len, "%s", frame);
+            return 0;
+        }
+        text = c->plain_tracebacks ? "plain" : strcmp(frame, RUNNER_FRAME_2025) == 0 ? "2025" :
+               strcmp(frame, DEFAULT_RUNNER_FRAME) == 0 ? "current" : NULL;
+        unset = "as runner-frame says";
+    } else {
+        return -1;
+    }
+    snprintf(buf, len, "%s", text ? text : unset);
+    return text ? 0 : 1;
 }
 
 int config_venv_bin(const struct config *c, char *buf, size_t len)
@@ -389,6 +514,12 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
             break;
         case OPT_REQUIRE_ISOLATION:
             c->require_isolation = 1;
+            break;
+        case OPT_CONFIG:
+            c->config_path = a;
+            break;
+        case OPT_CHECK_CONFIG:
+            c->check_config = 1;
             break;
         case OPT_ZYGOTE:
             c->zygote = 1;

@@ -110,6 +110,12 @@
 /* Largest policy file: the default is 6 KiB; this leaves room for any real one. */
 #define LIMIT_POLICY_BYTES          (1u << 20)
 
+/* Largest config file (--config, PYEXECD_CONFIG): every setting is one short line, so all
+ * of them with a paragraph of comments each come to a few KiB; 64 KiB leaves room for long
+ * model lists, and a file named by mistake (a log, a binary) is refused rather than read
+ * whole and kept for the server's life. */
+#define LIMIT_CONFIG_FILE_BYTES     (64u * 1024)
+
 /* Sessions alive at once (default): each holds a worker process (a few MiB of private
  * memory) and a uid slot; past it, 429. */
 #define LIMIT_SESSIONS              16

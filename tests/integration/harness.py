@@ -142,6 +142,15 @@ SANITIZED = os.environ.get("PYEXECD_SANITIZED") == "1"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
+def server_environment():
+    """The environment a test server starts with: ours without the PYEXECD_ variables a
+    shell may hold (PYEXECD_CONFIG=/etc/pyexecd/pyexecd.conf, PYEXECD_WORKERS=...: the
+    server reads them as settings, README "Configuration"), but for the two ctest sets,
+    which name no setting and so show that such variables are ignored."""
+    keep = ("PYEXECD_BIN", "PYEXECD_SANITIZED")
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYEXECD_") or k in keep}
+
+
 class Server:
     def __init__(self, *flags, workers=2, pool=2, ready_timeout=180, env=None, wrapper=(),
                  host="127.0.0.1", port=0):
@@ -166,14 +175,18 @@ class Server:
 
     # --- life cycle ------------------------------------------------------------------
 
-    def start(self):
-        args = self.wrapper + [
+    def command(self):
+        """The server's command line."""
+        return self.wrapper + [
             BINARY, "--listen", f"{self.host}:{self.listen_port}", "--state-dir", self.state_dir,
             "--worker-uid-base", str(self.uid_base), "--workers", str(self.workers),
             "--pool", str(self.pool)] + self.flags
+
+    def start(self):
+        args = self.command()
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, errors="replace",
-                                     env=dict(os.environ, **self.extra_env))
+                                     env=dict(server_environment(), **self.extra_env))
 
         def keep(line):
             with self._log_lock:
@@ -299,6 +312,22 @@ class Server:
         if status != 200:
             raise AssertionError(f"HTTP {status}: {data}")
         return data
+
+
+class BareServer(Server):
+    """A server run with exactly `args` on its command line: the flags Server adds
+    (--listen, --state-dir, --worker-uid-base, --workers, --pool) would win over the
+    environment and a config file. The test gives it its state dir and uid base through
+    whichever source it tests (self.state_dir and self.uid_base, for the leak check and the
+    clean-up), and a loopback --listen with port 0 somewhere; pool: the pool it will have,
+    for wait_ready."""
+
+    def __init__(self, *args, env=None, pool=2, ready_timeout=180):
+        super().__init__(env=env, pool=pool, ready_timeout=ready_timeout)
+        self.args = list(args)
+
+    def command(self):
+        return [BINARY] + self.args
 
 
 class ServerTestCase(unittest.TestCase):

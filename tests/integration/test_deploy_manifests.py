@@ -808,6 +808,55 @@ class SystemdUnitTest(unittest.TestCase):
                       self.unit)
 
 
+class ShippedConfigTest(unittest.TestCase):
+    """The real binary takes the shipped pyexecd.conf as the unit gives it
+    (PYEXECD_CONFIG), and a flag on the command line wins over it."""
+
+    def env(self):
+        env = harness.server_environment()
+        env["PYEXECD_CONFIG"] = CONF
+        return env
+
+    def test_check_config_accepts_it(self):
+        out = subprocess.run([BINARY, "--check-config", "--listen", "127.0.0.1:0"],
+                             capture_output=True, text=True, timeout=60, env=self.env())
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(f"# config file: {CONF} (PYEXECD_CONFIG)", out.stdout)
+        shown = {}
+        for line in out.stdout.splitlines():
+            m = re.match(r"^([a-z][a-z0-9-]*) = (.*?)\s+# (.*)$", line)
+            if m:
+                shown[m.group(1)] = (m.group(2), m.group(3))
+        self.assertEqual(shown["listen"], ("127.0.0.1:0", "command line"))
+        with open(CONF) as f:
+            lines = f.read().splitlines()
+        for name, value in conf_settings(CONF).items():
+            if name == "listen":
+                continue
+            with self.subTest(name=name):
+                line = next(i for i, ln in enumerate(lines, 1) if ln.startswith(name + " "))
+                self.assertEqual(shown[name], (value, f"{CONF}:{line}"))
+
+    def test_serves_with_it(self):
+        # As the unit runs it, but on a free loopback port (the flag beats the file's
+        # listen) and without --require-isolation (this host may lack a layer).
+        server = harness.BareServer("--listen", "127.0.0.1:0",
+                                    pool=int(conf_settings(CONF).get("pool", 2)))
+        server.args += ["--state-dir", server.state_dir,
+                        "--worker-uid-base", str(server.uid_base)]
+        server.extra_env = {"PYEXECD_CONFIG": CONF}
+        with server:
+            settings = conf_settings(CONF)
+            self.assertNotEqual(server.port, int(settings["listen"].rsplit(":", 1)[1]))
+            status, h = server.health()
+            self.assertEqual(status, 200)
+            self.assertEqual(h["pool"]["target"], int(settings["pool"]))
+            self.assertEqual(h["queue"]["max"], int(settings["queue"]))
+            self.assertEqual(h["sessions"]["max"], int(settings["max-sessions"]))
+            reply = server.run("print(6 * 7)")
+            self.assertEqual(harness.results(reply)[0]["output"], "42\n")
+
+
 # --- flags ------------------------------------------------------------------------------
 
 class FlagsTest(unittest.TestCase):
