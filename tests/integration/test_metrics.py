@@ -228,11 +228,17 @@ class MetricsTest(unittest.TestCase):
                     f"    authorization:\n      credentials_file: {key_file}\n"
                     f"    static_configs:\n      - targets: ['127.0.0.1:{self.server.port}']\n")
         port = free_port()
+        log_path = os.path.join(self.tmp, "prometheus.log")
+        log = open(log_path, "w")   # a file, not a pipe nobody reads while it runs
         proc = subprocess.Popen(
             [prometheus, f"--config.file={config}",
              f"--storage.tsdb.path={os.path.join(self.tmp, 'tsdb')}",
              f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=log)
+
+        def prometheus_log():
+            with open(log_path) as f:
+                return f.read()[-3000:]
         try:
             def query(q):
                 path = "/api/v1/query?query=" + urllib.parse.quote(q)
@@ -242,11 +248,14 @@ class MetricsTest(unittest.TestCase):
                         for r in data["data"]["result"]}
 
             def scraped():
-                assert proc.poll() is None, proc.stderr.read()
+                assert proc.poll() is None, prometheus_log()
                 up = query('up{job="pyexecd"}')
                 return up and list(up.values()) == [1.0] and query("pyexecd_build_info")
 
-            wait_for(scraped, 60, "Prometheus to scrape pyexecd", interval=0.25)
+            try:
+                wait_for(scraped, 60, "Prometheus to scrape pyexecd", interval=0.25)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\n{prometheus_log()}") from None
             for key, want in EXPECTED.items():
                 with self.subTest(key=key):
                     got = query(key)   # a sample's text is a PromQL selector
@@ -266,7 +275,7 @@ class MetricsTest(unittest.TestCase):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            proc.stderr.close()
+            log.close()
 
 
 if __name__ == "__main__":
