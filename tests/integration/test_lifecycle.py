@@ -297,8 +297,9 @@ class ServerKilledTest(unittest.TestCase):
         call.join(15)
         # The server starts a new zygote, which takes over the cgroups of the old one (the
         # same directories) and removes them when the server stops.
-        wait_for(lambda: health_when(s, lambda h: h["zygote"]["pid"] != zygote), 30,
-                 "a new zygote")
+        wait_for(lambda: health_when(s, lambda h: h["zygote"]["pid"] != zygote and
+                                     h["zygote"]["state"] == "ready"), 30,
+                 "a new zygote, ready (/healthz is 200 before: it is liveness)")
         s.stop()
         self.assertEqual(cgroup_dirs(s.uid_base), [])
 
