@@ -52,8 +52,9 @@ from harness import (OUTSIDE_UID_CODE, SANITIZED, Server, ServerTestCase,  # noq
 from limits import LIMITS  # noqa: E402
 
 # Requests succeed again this soon after the zygote is killed. A new zygote imports every
-# library (2-4 s here); a sanitized build's zygote is several times slower at that.
-RECOVERY_S = 5.0 * (4 if SANITIZED else 1)
+# library (2-4 s here when the machine is idle, 5-6 s measured with the suite's other
+# servers busy on the same 2 cores); a sanitized build's zygote is several times slower.
+RECOVERY_S = 8.0 * (4 if SANITIZED else 1)
 # How a worker killed from the host is named (server/job_results.c).
 KILLED = "The interpreter process was stopped: it was killed from outside the sandbox " \
          "(signal 9, SIGKILL).\n"
