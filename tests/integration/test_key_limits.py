@@ -342,6 +342,10 @@ class ReleaseTest(KeyServerTest):
         for sid in sids:
             self.post(f"/v1/sessions/{sid}:execute",
                       {"parts": [code_part("import os; os._exit(1)")]}, A)
+        # (The session is reaped, and its place given back, by the executor's next sweep
+        # or the next call naming it, just after that reply: ask, so that it is.)
+        for sid in sids:
+            self.assertEqual(self.request("GET", f"/v1/sessions/{sid}", None, A)[0], 404)
         # Expired: unused past --session-idle-ms.
         sids = [self.create(A)[2] for _ in range(2)]
         self.assertNotIn(None, sids)
