@@ -28,15 +28,24 @@ struct job *job_new(enum job_kind kind, const char *session_id,
     return job;
 }
 
-/* Detaches the job from its worker and frees it, giving back the place it holds. */
-static void job_free(struct job *job)
+/* Gives back the places the job holds (the server's and its key's). Before the answer is
+ * handed on: a client that has its reply may send the next call at once, and must find
+ * the place free. */
+static void give_back(struct job *job)
 {
-    if (job->worker)
-        job->worker->job = NULL;
     if (job->held)
         admission_release(job->held);
     if (job->key_held)
         admission_release(job->key_held);
+    job->held = job->key_held = NULL;
+}
+
+/* Detaches the job from its worker and frees it, giving back the places it holds. */
+static void job_free(struct job *job)
+{
+    if (job->worker)
+        job->worker->job = NULL;
+    give_back(job);
     exec_result_free(job->res);
     free(job);
 }
@@ -116,6 +125,7 @@ void job_finish(struct job *job, const struct session_info *session)
         job->res = NULL;
         executions++;
     }
+    give_back(job);
     job->done(job->ctx, &reply);
     job_free(job);
 }
@@ -125,6 +135,7 @@ void job_fail(struct job *job, enum px_result r, const char *message)
     struct exec_reply reply = {.status = r, .message = message};
     job_account(job, NULL);
     snprintf(reply.session.id, sizeof(reply.session.id), "%s", job->session_id);
+    give_back(job);
     job->done(job->ctx, &reply);
     job_free(job);
 }

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,8 +25,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import BINARY, ExecuteCall, Server, code_part, results, wait_for  # noqa: E402
+from harness import ExecuteCall, Server, code_part, results, wait_for  # noqa: E402
 from limits import LIMITS  # noqa: E402
+from test_auth import start_refused  # noqa: E402
 
 KEY_A = "pyx-limit-key-aaaaaaaaaaaaaaaaaaaa"
 KEY_B = "pyx-limit-key-bbbbbbbbbbbbbbbbbbbb"
@@ -342,6 +342,10 @@ class ReleaseTest(KeyServerTest):
         for sid in sids:
             self.post(f"/v1/sessions/{sid}:execute",
                       {"parts": [code_part("import os; os._exit(1)")]}, A)
+        # (The session is reaped, and its place given back, by the executor's next sweep
+        # or the next call naming it, just after that reply: ask, so that it is.)
+        for sid in sids:
+            self.assertEqual(self.request("GET", f"/v1/sessions/{sid}", None, A)[0], 404)
         # Expired: unused past --session-idle-ms.
         sids = [self.create(A)[2] for _ in range(2)]
         self.assertNotIn(None, sids)
@@ -355,19 +359,6 @@ class ReleaseTest(KeyServerTest):
         for sid in sids:
             self.assertEqual(self.request("DELETE", f"/v1/sessions/{sid}", None, A)[0], 200)
         self.at_bound_again()
-
-
-def start_refused(test, *flags):
-    """Runs pyexecd expecting it to refuse to start; returns its stderr."""
-    state = tempfile.mkdtemp(prefix="pyexecd-test-")
-    try:
-        proc = subprocess.run([BINARY, "--state-dir", state, "--pool", "0", *flags],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              timeout=30)
-        test.assertNotEqual(proc.returncode, 0, proc.stderr)
-        return proc.stderr
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
 
 
 class KeyFileTest(unittest.TestCase):
