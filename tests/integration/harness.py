@@ -375,6 +375,28 @@ def free_port(ip="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=10):
+    """Asks a helper process (a balancer, a router) to stop with sig, and kills it when it
+    has not exited within timeout seconds."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def key_file(prefix, text):
+    """A temp dir named after prefix holding a --api-key-file with text; returns (dir,
+    path). The caller removes the dir."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    path = os.path.join(tmp, "keys")
+    with open(path, "w") as f:
+        f.write(text)
+    return tmp, path
+
+
 def wait_for(predicate, timeout, what, interval=0.02):
     """Polls predicate() until truthy (an exception counts as not yet); returns its value
     or fails with `what`."""

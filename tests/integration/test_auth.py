@@ -18,7 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import BINARY, Server, code_part, results  # noqa: E402
+from harness import BINARY, Server, code_part, key_file, results  # noqa: E402
 from limits import LIMITS  # noqa: E402
 
 KEY_A = "pyx-test-key-aaaaaaaaaaaaaaaaaaaa"
@@ -40,10 +40,7 @@ class KeysTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="pyexecd-keys-")
-        cls.keys = os.path.join(cls.tmp, "keys")
-        with open(cls.keys, "w") as f:
-            f.write(f"# tenants\nalpha {KEY_A}\n\n{KEY_B}\n")
+        cls.tmp, cls.keys = key_file("pyexecd-keys-", f"# tenants\nalpha {KEY_A}\n\n{KEY_B}\n")
         cls.server = Server("--api-key-file", cls.keys).start()
 
     @classmethod

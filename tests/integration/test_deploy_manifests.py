@@ -603,13 +603,7 @@ class Router:
                                     timeout=30)[:2]
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        harness.stop_process(self.proc, signal.SIGQUIT)
         self.proc.stderr.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 

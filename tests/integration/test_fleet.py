@@ -36,7 +36,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (ExecuteCall, Server, code_part, free_port, follow_stderr,  # noqa: E402
-                     http_request, pid_alive, results, wait_for)
+                     http_request, pid_alive, results, stop_process, wait_for)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CONFIG = os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")
@@ -92,13 +92,7 @@ class HAProxy:
         return status, data, {k.lower(): v for k, v in headers.items()}
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.drainer.join(5)
         self.proc.stderr.close()
 

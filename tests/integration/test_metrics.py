@@ -17,14 +17,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Server, code_part, http_request, results, wait_for  # noqa: E402
+from harness import Server, code_part, http_request, key_file, results, wait_for  # noqa: E402
 
 KEY = "pyx-metrics-key-0123456789abcdef"
 AUTH = {"x-goog-api-key": KEY}
@@ -90,10 +89,7 @@ class MetricsTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="pyexecd-metrics-")
-        cls.keys = os.path.join(cls.tmp, "keys")
-        with open(cls.keys, "w") as f:
-            f.write(f"scraper {KEY}\n")
+        cls.tmp, cls.keys = key_file("pyexecd-metrics-", f"scraper {KEY}\n")
         cls.server = Server("--api-key-file", cls.keys, "--deadline-ms", str(DEADLINE_MS),
                             "--output-bytes", str(OUTPUT_BYTES)).start()
         cls.send_traffic()

@@ -14,12 +14,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import BINARY, Server, code_part, wait_for  # noqa: E402
+from harness import BINARY, Server, code_part, key_file, wait_for  # noqa: E402
 from limits import LIMITS  # noqa: E402
 
 KEY = "pyx-log-key-aaaaaaaaaaaaaaaaaaaaaa"
@@ -54,10 +53,7 @@ class RequestLogTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="pyexecd-log-")
-        cls.keys = os.path.join(cls.tmp, "keys")
-        with open(cls.keys, "w") as f:
-            f.write(f"tenant-a {KEY}\n")
+        cls.tmp, cls.keys = key_file("pyexecd-log-", f"tenant-a {KEY}\n")
         cls.server = Server("--api-key-file", cls.keys, "--output-bytes", "1024").start()
 
     @classmethod
