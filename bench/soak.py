@@ -168,21 +168,22 @@ def children_of(ppid):
     return found
 
 
-def cgroup_bases(uid_base):
-    """The server's cgroup directories (sandbox/cgroup.c: pyexecd-<uid base> under the
-    v1 memory and pids hierarchies, or under the v2 root)."""
-    bases = []
-    for root in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
-        path = os.path.join(root, f"pyexecd-{uid_base}")
-        if os.path.isdir(path):
-            bases.append(path)
-    return bases
+def cgroup_bases(server):
+    """The server's workers' cgroup directories that exist: those its /healthz reported
+    (sandbox/cgroup.c makes them below the server's own group, wherever that is), read
+    once while it serves and remembered, so they can be looked for after it stopped."""
+    if getattr(server, "cgroup_paths", None) is None:
+        h = server.health()
+        if not h:
+            return []
+        server.cgroup_paths = [d for d in (h.get("cgroups") or {}).values() if d]
+    return [d for d in server.cgroup_paths if os.path.isdir(d)]
 
 
-def cgroup_figures(uid_base):
+def cgroup_figures(server):
     """(directories, tasks) under the server's cgroups."""
     dirs = tasks = 0
-    for base in cgroup_bases(uid_base):
+    for base in cgroup_bases(server):
         for here, subdirs, files in os.walk(base):
             dirs += 1
             if "cgroup.procs" in files:
@@ -1308,7 +1309,7 @@ def snapshot(server, timeout):
     h, waited, quiet = quiesce(server, timeout)
     pid = server.proc.pid
     zpid = h["zygote"]["pid"] if h else None
-    dirs, tasks = cgroup_figures(server.uid_base)
+    dirs, tasks = cgroup_figures(server)
     workers = server.workers_left()
     return {
         "quiet": quiet, "waited_s": waited, "health": h,
@@ -1321,7 +1322,7 @@ def snapshot(server, timeout):
         "zygote_children": len(children_of(zpid)) if zpid else None,
         "uid_processes": len(workers), "pool_ready": h["pool"]["ready"] if h else None,
         "cgroup_dirs": dirs, "cgroup_tasks": tasks,
-        "cgroup_hierarchies": len(cgroup_bases(server.uid_base)),
+        "cgroup_hierarchies": len(cgroup_bases(server)),
         "work_dirs": count_entries(os.path.join(server.state_dir, "work")) +
                      count_entries(os.path.join(server.state_dir, "root")),
         "sessions": h["sessions"]["active"] if h else None,
@@ -1348,7 +1349,7 @@ def stop(server):
     while True:
         left = server.workers_left()
         zleft = bool(zpid) and (read(f"/proc/{zpid}/status") or "State:\tZ").find("State:\tZ") < 0
-        cg = cgroup_bases(server.uid_base)
+        cg = cgroup_bases(server)
         if (not left and not zleft and not cg) or time.time() > end:
             break
         time.sleep(0.1)

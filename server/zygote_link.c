@@ -2,8 +2,10 @@
 #include "zygote_link.h"
 #include "../common/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,8 +297,36 @@ int zygote_link_fatal(void)
     return fatal;
 }
 
+/* Removes what is left of the workers' cgroups at base (a path the last zygote's HELLO
+ * gave: .../pyexecd-<instance>): its slots' groups, then base. A zygote removes them when
+ * it stops; one killed (or replaced by one that never got ready) leaves them, and no
+ * later zygote of this server will. Best effort: a group still holding a process stays
+ * (rmdir fails), and only directories named as sandbox/cgroup.c names them are touched. */
+static void remove_leftover_groups(const char *base)
+{
+    const char *name = strrchr(base, '/');
+    if (!base[0] || !name || strncmp(name + 1, "pyexecd-", 8) != 0)
+        return;
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    char path[PATH_MAX];
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_type != DT_DIR || !e->d_name[0] ||
+            strspn(e->d_name, "0123456789") != strlen(e->d_name))
+            continue;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", base, e->d_name) < sizeof(path))
+            rmdir(path);
+    }
+    closedir(d);
+    if (rmdir(base) == 0)
+        log_msg(LOG_WARN, "removed the workers' cgroup %s, which an ended zygote left", base);
+}
+
 void zygote_link_stop(void)
 {
     zygote_stop(&z, LIMIT_ZYGOTE_STOP_GRACE_MS);
     state = ZYGOTE_STOPPED;
+    remove_leftover_groups(cgroup_memory);
+    remove_leftover_groups(cgroup_pids);
 }

@@ -72,7 +72,8 @@ void zygote_link_status(struct zygote_status *st);
 int zygote_link_fatal(void);
 
 /* Stops the zygote: it ends its workers and removes their cgroups, within
- * LIMIT_ZYGOTE_STOP_GRACE_MS. */
+ * LIMIT_ZYGOTE_STOP_GRACE_MS; then removes the groups a zygote that ended before (killed,
+ * or stopped while it started) left behind. */
 void zygote_link_stop(void);
 
 #endif

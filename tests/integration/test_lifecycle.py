@@ -239,12 +239,14 @@ class GracefulStopTest(ServerTestCase):
                  "the zygote and every worker to exit")
 
 
-def cgroup_dirs(uid_base):
-    """The cgroup directories of the server whose workers start at uid_base (v1 memory and
-    pids, or v2), those that exist."""
-    names = [f"/sys/fs/cgroup/{c}/pyexecd-{uid_base}" for c in ("memory", "pids")]
-    names.append(f"/sys/fs/cgroup/pyexecd-{uid_base}")
-    return [d for d in names if os.path.isdir(d)]
+def cgroup_dirs(server):
+    """The workers' cgroup directories the running server's /healthz reports (they sit
+    below the server's own group, wherever that is: sandbox/cgroup.c)."""
+    return [d for d in server.health()[1]["cgroups"].values() if d]
+
+
+def existing_dirs(dirs):
+    return [d for d in dirs if os.path.isdir(d)]
 
 
 class ServerKilledTest(unittest.TestCase):
@@ -257,7 +259,8 @@ class ServerKilledTest(unittest.TestCase):
         _, h = s.health()
         if not (h["isolation"]["cgroupMemory"] or h["isolation"]["cgroupPids"]):
             self.skipTest("skipped: no cgroup on this kernel, so none to remove")
-        self.assertTrue(cgroup_dirs(s.uid_base), "the server made no cgroup directory")
+        groups = cgroup_dirs(s)
+        self.assertTrue(existing_dirs(groups), "the server made no cgroup directory")
         zygote = s.zygote_pid()
         call = Call(s, "import time; time.sleep(20)", timeout=30)
         call.start()
@@ -268,7 +271,7 @@ class ServerKilledTest(unittest.TestCase):
         s.proc.wait(10)
         wait_for(lambda: not pid_alive(zygote) and not s.stray_processes(), 10,
                  "the zygote and every worker to exit")
-        wait_for(lambda: not cgroup_dirs(s.uid_base), 5, "the cgroups to be removed")
+        wait_for(lambda: not existing_dirs(groups), 5, "the cgroups to be removed")
         call.join(10)
 
 
@@ -277,6 +280,7 @@ class ServerKilledTest(unittest.TestCase):
         every worker, the one running a job included: each dies with its zygote."""
         s = Server(workers=1, pool=1).start()
         self.addCleanup(s.kill)
+        groups = cgroup_dirs(s)
         zygote = s.zygote_pid()
         call = Call(s, "while True:\n    pass", timeout=30)
         call.start()
@@ -301,7 +305,29 @@ class ServerKilledTest(unittest.TestCase):
                                      h["zygote"]["state"] == "ready"), 30,
                  "a new zygote, ready (/healthz is 200 before: it is liveness)")
         s.stop()
-        self.assertEqual(cgroup_dirs(s.uid_base), [])
+        self.assertEqual(existing_dirs(groups), [])
+
+
+class ZygoteKilledThenStopTest(unittest.TestCase):
+
+    def test_stop_while_the_new_zygote_starts_leaves_no_cgroup(self):
+        """The zygote is SIGKILLed (it cannot remove its workers' cgroups) and the server
+        is stopped before the new one is ready: the server removes the groups, the ones
+        /healthz reported, itself."""
+        s = Server(workers=1, pool=1).start()
+        self.addCleanup(s.kill)
+        health = s.health()[1]
+        reported = cgroup_dirs(s)
+        if not reported:
+            self.skipTest("skipped: the kernel gave the sandbox no cgroup layer here")
+        self.assertEqual(existing_dirs(reported), reported)
+        os.kill(health["zygote"]["pid"], signal.SIGKILL)
+        wait_for(lambda: health_when(s, lambda h: h["zygote"]["pid"] != health["zygote"]["pid"]
+                                     and h["zygote"]["state"] != "ready"), 10,
+                 "a new zygote, starting")
+        s.stop()
+        self.assertEqual(existing_dirs(reported), [])
+        self.assertTrue(any("which an ended zygote left" in line for line in s.log), s.log[-20:])
 
 
 class LoadTest(ServerTestCase):
