@@ -23,6 +23,7 @@
 #include "../common/kill_as.h"
 #include "cgroup.h"
 #include "minimal_root.h"
+#include "prefault.h"
 #include "../common/isolation.h"
 #include "seccomp_filter.h"
 #include "worker.h"
@@ -439,6 +440,9 @@ int zygote_serve(const struct zygote_options *o)
         LOG("the interpreter started %u threads; a zygote must have one\n", threads);
         return 1;
     }
+    /* After the thread check: the scouts are forks too. Before the probe, whose worker
+     * set-up they need not wait for. */
+    prefault_learn(o->prefault_bytes);
     if (probe_layers() < 0)
         return 1;
 
