@@ -526,6 +526,9 @@ def _warm_sympy():
     x, y = sympy.symbols("x y")
     sympy.solve([x + y - 2, x - y], [x, y])
     sympy.solve(x**2 - 2, x)
+    # A cubic takes other paths than a quadratic (roots_cubic, the factoring of its
+    # polynomial): their first call in a worker cost 4-6 ms more than the next.
+    sympy.solve(x**3 - 2 * x**2 - x + 2, x)
     sympy.simplify(sympy.sin(x) ** 2 + sympy.cos(x) ** 2)
     sympy.integrate(x**2 * sympy.exp(x), x)
     sympy.diff(sympy.sqrt(x) * sympy.log(x), x)
@@ -578,6 +581,9 @@ def warm(module_names):
         import pandas as pd
         df = pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100) % 7})
         df.describe().to_string()
+        # Floats only, several columns: describe's percentile and float formatting paths.
+        pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3)),
+                     columns=list("xyz")).describe().to_string()
         df.groupby("b").mean().to_string()
         pd.read_csv(io.StringIO("x,y\n1,2\n3,4\n")).to_string()
     except Exception as e:
