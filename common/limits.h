@@ -116,6 +116,11 @@
  * them; the ones most of them share first), and 0 turns pre-faulting off. */
 #define LIMIT_PREFAULT_MIB          32
 #define LIMIT_PREFAULT_MIB_MAX      1024
+/* Pre-faulted pages count against the worker's memory cgroup (they are copied after it
+ * joins it): they take at most this fraction (1/N) of the policy's memory limit, so a
+ * policy with a small limit still leaves its code what it says. 3 GiB by default: no
+ * cut; the 64 MiB minimum: 8 MiB. */
+#define LIMIT_PREFAULT_MEMORY_SHARE 8
 /* What a worker pre-faults between two looks at its socket: a job that arrives waits at
  * most this much of copying (64 pages, about 0.1-0.2 ms), so a worker taken at once
  * (no pool, or back-to-back requests) skips what it has not done yet. */

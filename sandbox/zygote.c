@@ -442,7 +442,8 @@ int zygote_serve(const struct zygote_options *o)
     }
     /* After the thread check: the scouts are forks too. Before the probe, whose worker
      * set-up they need not wait for. */
-    prefault_learn(o->prefault_bytes);
+    size_t prefault = (size_t)(l->memory_mib << 20) / LIMIT_PREFAULT_MEMORY_SHARE;
+    prefault_learn(o->prefault_bytes < prefault ? o->prefault_bytes : prefault);
     if (probe_layers() < 0)
         return 1;
 
