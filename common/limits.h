@@ -112,9 +112,14 @@
  * for a job, copies those pages in advance, so the request does not take the
  * copy-on-write faults (measured: 3-4 us each, 2,500-4,700 pages for a pandas describe,
  * a plot or a sympy solve). The pages so copied are the worker's private memory from
- * then on: the default budget holds the pages the scouts dirty (about 28 MiB for all of
- * them; the ones most of them share first), and 0 turns pre-faulting off. */
-#define LIMIT_PREFAULT_MIB          32
+ * then on, and copying (and at exit freeing) them costs CPU in the background: the
+ * scouts dirty about 31 MiB in all, and copying all of it (32) made the paced pandas,
+ * sympy and plot 0.59-0.67 times as slow but a trivial request paced 20 ms apart 2.2
+ * times slower (the next pooled worker's copying still ran when it came); 16 gave 0.70,
+ * 0.70, 0.84 and 1.95; 8, the default, 0.79, 0.72, 0.92 and 1.08, for 6 MB more per
+ * idle pooled worker (bench/ab.py, README "Performance"). The pages most scouts share
+ * go first. 0 turns pre-faulting off. */
+#define LIMIT_PREFAULT_MIB          8
 #define LIMIT_PREFAULT_MIB_MAX      1024
 /* Pre-faulted pages count against the worker's memory cgroup (they are copied after it
  * joins it): they take at most this fraction (1/N) of the policy's memory limit, so a

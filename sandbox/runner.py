@@ -527,7 +527,8 @@ def _warm_sympy():
     sympy.solve([x + y - 2, x - y], [x, y])
     sympy.solve(x**2 - 2, x)
     # A cubic takes other paths than a quadratic (roots_cubic, the factoring of its
-    # polynomial): their first call in a worker cost 4-6 ms more than the next.
+    # polynomial): without this, a worker's first cubic solve cost about 2 ms more (the
+    # paced sympy snippet: 0.85 times the time, bench/ab.py).
     sympy.solve(x**3 - 2 * x**2 - x + 2, x)
     sympy.simplify(sympy.sin(x) ** 2 + sympy.cos(x) ** 2)
     sympy.integrate(x**2 * sympy.exp(x), x)
@@ -581,9 +582,6 @@ def warm(module_names):
         import pandas as pd
         df = pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100) % 7})
         df.describe().to_string()
-        # Floats only, several columns: describe's percentile and float formatting paths.
-        pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3)),
-                     columns=list("xyz")).describe().to_string()
         df.groupby("b").mean().to_string()
         pd.read_csv(io.StringIO("x,y\n1,2\n3,4\n")).to_string()
     except Exception as e:
