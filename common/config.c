@@ -30,7 +30,7 @@
 #define DEFAULT_UID_BASE 2000000000u
 
 enum {
-    OPT_LISTEN = 256, OPT_WORKERS, OPT_POOL, OPT_QUEUE, OPT_HTTP_THREADS, OPT_DEADLINE,
+    OPT_LISTEN = 256, OPT_WORKERS, OPT_POOL, OPT_PREFAULT, OPT_QUEUE, OPT_HTTP_THREADS, OPT_DEADLINE,
     OPT_MAX_SESSIONS, OPT_SESSION_IDLE, OPT_SESSION_LIFETIME, OPT_QUEUE_WAIT,
     OPT_OUTPUT, OPT_MEMORY, OPT_SITE, OPT_STATE, OPT_UID_BASE, OPT_FAILED_STDOUT,
     OPT_RUNNER_FRAME, OPT_POLICY, OPT_PRINT_POLICY, OPT_REQUIRE_ISOLATION, OPT_ZYGOTE,
@@ -44,6 +44,7 @@ static const struct option long_options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"pool", required_argument, NULL, OPT_POOL},
+    {"prefault-mib", required_argument, NULL, OPT_PREFAULT},
     {"queue", required_argument, NULL, OPT_QUEUE},
     {"queue-wait-ms", required_argument, NULL, OPT_QUEUE_WAIT},
     {"http-threads", required_argument, NULL, OPT_HTTP_THREADS},
@@ -91,6 +92,9 @@ static void usage(FILE *f)
 "  --workers N               executions at once (default: one per core)\n"
 "  --pool N                  workers forked and sandboxed ahead of demand (default %d;\n"
 "                            0 forks on demand)\n"
+"  --prefault-mib N          memory a pooled worker copies from the zygote while it waits,\n"
+"                            the pages the libraries' common paths write, so requests do\n"
+"                            not fault them in (default %d; 0 turns it off)\n"
 "  --queue N                 requests that may wait for a worker; past it: 429 (default %d)\n"
 "  --queue-wait-ms MS        the longest a request waits for a worker; then 503 (default %u)\n"
 "  --http-threads N          HTTP threads (default: one per core)\n"
@@ -165,7 +169,7 @@ static void usage(FILE *f)
 "them. --config, --check-config, --print-policy, --help and --version are command-line\n"
 "only. An empty PYEXECD_ variable is unset; one that names no setting is ignored\n"
 "(--check-config lists it).\n",
-            LIMIT_POOL, LIMIT_QUEUE, LIMIT_QUEUE_WAIT_MS, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
+            LIMIT_POOL, LIMIT_PREFAULT_MIB, LIMIT_QUEUE, LIMIT_QUEUE_WAIT_MS, LIMIT_SESSIONS, LIMIT_SESSION_IDLE_MS,
             LIMIT_SESSION_LIFETIME_MS, LIMIT_DRAIN_MS, LIMIT_DEADLINE_MS, LIMIT_OUTPUT_BYTES,
             LIMIT_WORKER_AS_HEADROOM >> 20, DEFAULT_UID_BASE, LIMIT_UPSTREAM_TIMEOUT_MS);
 }
@@ -230,6 +234,7 @@ int config_value_text(const struct config *c, const char *name, char *buf, size_
     } counts[] = {
         {"workers", offsetof(struct config, workers)},
         {"pool", offsetof(struct config, pool)},
+        {"prefault-mib", offsetof(struct config, prefault_mib)},
         {"queue", offsetof(struct config, queue)},
         {"queue-wait-ms", offsetof(struct config, queue_wait_ms)},
         {"http-threads", offsetof(struct config, http_threads)},
@@ -375,6 +380,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     c->listen_port = 8080;
     c->workers = (unsigned)cores;
     c->pool = LIMIT_POOL;
+    c->prefault_mib = LIMIT_PREFAULT_MIB;
     c->queue = LIMIT_QUEUE;
     c->http_threads = (unsigned)cores;
     c->max_sessions = LIMIT_SESSIONS;
@@ -406,6 +412,7 @@ int config_parse(struct config *c, int argc, char **argv, char *err, size_t errl
     } counts[] = {
         {OPT_WORKERS, 1, LIMIT_WORKERS_MAX, &c->workers},
         {OPT_POOL, 0, LIMIT_WORKERS_MAX, &c->pool},
+        {OPT_PREFAULT, 0, LIMIT_PREFAULT_MIB_MAX, &c->prefault_mib},
         {OPT_QUEUE, 0, LIMIT_QUEUE_MAX, &c->queue},
         {OPT_HTTP_THREADS, 1, LIMIT_HTTP_THREADS_MAX, &c->http_threads},
         {OPT_QUEUE_WAIT, LIMIT_WAIT_MS_MIN, LIMIT_QUEUE_WAIT_MS_MAX, &c->queue_wait_ms},

@@ -23,6 +23,7 @@ struct config {
     unsigned listen_port;
     unsigned workers;               /* executions at once: default one per core */
     unsigned pool;                  /* pre-forked idle workers */
+    unsigned prefault_mib;          /* pages a pooled worker copies while idle; 0: none */
     unsigned queue;                 /* waiting requests beyond `workers` */
     unsigned http_threads;
     unsigned max_sessions;          /* sessions alive at once */

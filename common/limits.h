@@ -107,6 +107,34 @@
  * latency path of a client sending back-to-back requests. */
 #define LIMIT_POOL                  2
 
+/* Pre-faulting (sandbox/prefault.h): the zygote learns which of its pages the common
+ * libraries' code paths write (its scouts, below), and each pooled worker, while it waits
+ * for a job, copies those pages in advance, so the request does not take the
+ * copy-on-write faults (measured: 3-4 us each, 2,500-4,700 pages for a pandas describe,
+ * a plot or a sympy solve). The pages so copied are the worker's private memory from
+ * then on, and copying (and at exit freeing) them costs CPU in the background: the
+ * scouts dirty about 31 MiB in all, and copying all of it (32) made the paced pandas,
+ * sympy and plot 0.59-0.67 times as slow but a trivial request paced 20 ms apart 2.2
+ * times slower (the next pooled worker's copying still ran when it came); 16 gave 0.70,
+ * 0.70, 0.84 and 1.95; 8, the default, 0.79, 0.72, 0.92 and 1.08, for 6 MB more per
+ * idle pooled worker (bench/ab.py, README "Performance"). The pages most scouts share
+ * go first. 0 turns pre-faulting off. */
+#define LIMIT_PREFAULT_MIB          8
+#define LIMIT_PREFAULT_MIB_MAX      1024
+/* Pre-faulted pages count against the worker's memory cgroup (they are copied after it
+ * joins it): they take at most this fraction (1/N) of the policy's memory limit, so a
+ * policy with a small limit still leaves its code what it says. 3 GiB by default: no
+ * cut; the 64 MiB minimum: 8 MiB. */
+#define LIMIT_PREFAULT_MEMORY_SHARE 8
+/* What a worker pre-faults between two looks at its socket: a job that arrives waits at
+ * most this much of copying (64 pages, about 0.1-0.2 ms), so a worker taken at once
+ * (no pool, or back-to-back requests) skips what it has not done yet. */
+#define LIMIT_PREFAULT_CHUNK_BYTES  (256u << 10)
+/* One scout (a fork of the zygote running one of the runner's scout snippets) may take
+ * this long; past it, it is killed and its pages are not learnt. A scout runs in about
+ * 0.1-0.3 s. */
+#define LIMIT_SCOUT_MS              10000
+
 /* Largest policy file: the default is 6 KiB; this leaves room for any real one. */
 #define LIMIT_POLICY_BYTES          (1u << 20)
 
@@ -333,7 +361,8 @@ _Static_assert(LIMIT_WORKER_MEMORY >= LIMIT_WORKER_AS_HEADROOM,
 _Static_assert(LIMIT_DEADLINE_MS >= LIMIT_DEADLINE_MS_MIN &&
                LIMIT_DEADLINE_MS <= LIMIT_DEADLINE_MS_MAX, "the default deadline is settable");
 _Static_assert(LIMIT_SESSIONS <= LIMIT_SESSIONS_MAX && LIMIT_POOL <= LIMIT_WORKERS_MAX &&
-               LIMIT_QUEUE <= LIMIT_QUEUE_MAX, "the defaults are within their flags' bounds");
+               LIMIT_QUEUE <= LIMIT_QUEUE_MAX && LIMIT_PREFAULT_MIB <= LIMIT_PREFAULT_MIB_MAX,
+               "the defaults are within their flags' bounds");
 _Static_assert(LIMIT_QUEUE_WAIT_MS <= LIMIT_QUEUE_WAIT_MS_MAX &&
                LIMIT_SESSION_IDLE_MS <= LIMIT_SESSION_LIFETIME_MS &&
                LIMIT_SESSION_LIFETIME_MS <= LIMIT_SESSION_MS_MAX,

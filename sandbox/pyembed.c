@@ -362,6 +362,29 @@ void pyembed_after_fork_child(void)
     Py_DECREF(res);
 }
 
+unsigned pyembed_scout_count(void)
+{
+    PyObject *res = call_runner("scout_count", NULL);
+    long n = res ? PyLong_AsLong(res) : 0;
+    Py_XDECREF(res);
+    PyErr_Clear();
+    return n > 0 ? (unsigned)n : 0;
+}
+
+int pyembed_scout(unsigned job)
+{
+    PyOS_AfterFork_Child();
+    PyObject *res = call_runner("after_fork", NULL);
+    Py_XDECREF(res);
+    PyObject *args = res ? Py_BuildValue("(I)", job) : NULL;
+    res = args ? call_runner("scout", args) : NULL;
+    Py_XDECREF(args);
+    if (!res)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
 int pyembed_run_job(int sock, const struct stat capture[2], const char *const *codes,
                     const size_t *lens, size_t n, unsigned profile)
 {

@@ -33,6 +33,14 @@ const struct interpreter_info *pyembed_info(void);
  * stdout/stderr, made in the zygote, write to whatever fds 1 and 2 are. */
 void pyembed_after_fork_child(void);
 
+/* The runner's scout snippets (sandbox/prefault.h): how many there are. */
+unsigned pyembed_scout_count(void);
+
+/* In a fork of the zygote that is no worker (a scout): CPython's after-fork work, the
+ * worker's after_fork, then scout snippet `job` run as a job's block runs, reporting
+ * nothing. Returns 0, or -1 with the error on stderr. */
+int pyembed_scout(unsigned job);
+
 /* Runs the code blocks (UTF-8, not NUL-terminated) in order in one namespace. Each
  * block's result is sent on `sock` as an IPC_W_BLOCK_DONE frame as soon as it ends, with
  * the sizes of the capture files (stdout's and stderr's identities in capture: measured

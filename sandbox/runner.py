@@ -8,6 +8,7 @@ every worker forked from it starts with these functions ready. The C half
   warm(names)    once in the zygote: import and exercise the libraries
   describe(...)  once in the zygote: the versions /healthz reports
   after_fork()   in each worker, before any user code
+  scout_count(), scout(i)   in the zygote's scouts (sandbox/prefault.h), never a worker
   run_job(codes) in each worker: run the blocks in one namespace, report each block
                  through _pyexecd.block_done as soon as it ends
 
@@ -525,6 +526,10 @@ def _warm_sympy():
     x, y = sympy.symbols("x y")
     sympy.solve([x + y - 2, x - y], [x, y])
     sympy.solve(x**2 - 2, x)
+    # A cubic takes other paths than a quadratic (roots_cubic, the factoring of its
+    # polynomial): without this, a worker's first cubic solve cost about 2 ms more (the
+    # paced sympy snippet: 0.85 times the time, bench/ab.py).
+    sympy.solve(x**3 - 2 * x**2 - x + 2, x)
     sympy.simplify(sympy.sin(x) ** 2 + sympy.cos(x) ** 2)
     sympy.integrate(x**2 * sympy.exp(x), x)
     sympy.diff(sympy.sqrt(x) * sympy.log(x), x)
@@ -609,6 +614,46 @@ def warm(module_names):
     except Exception:
         pass
     return failed
+
+
+# The scouts (sandbox/prefault.h): code of the kinds requests most often run, each run
+# once in a fork of the zygote of its own, so that the pages its libraries' code paths
+# write are known and every pooled worker copies them while it waits. Ordinary uses of
+# each library, not the benchmark's snippets: what matters is which code runs (whose
+# objects' reference counts it writes), not the data.
+_SCOUT_JOBS = (
+    "print(sum(range(10)), f'{3.5:.2f}')\n",
+    "import numpy as np\nimport pandas as pd\n"
+    "df = pd.DataFrame(np.random.default_rng().normal(size=(50, 3)), columns=['x', 'y', 'z'])\n"
+    "print(df.describe())\nprint(df.head())\nprint(df.mean())\n",
+    "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\n"
+    "ax.plot([0, 1, 2, 3], [1, 3, 2, 4], label='a')\nax.set_title('t')\n"
+    "ax.set_xlabel('x')\nax.legend()\nplt.show()\n",
+    "import sympy as sp\nx = sp.symbols('x')\nprint(sp.solve(x**3 - 2*x**2 - x + 2, x))\n"
+    "print(sp.expand((x + 1)**3))\n",
+    "import numpy as np\na = np.linspace(0, 1, 101)\nprint(a.mean(), a.std(), np.sqrt(a).sum())\n",
+)
+
+
+def scout_count():
+    return len(_SCOUT_JOBS)
+
+
+def scout(index):
+    """Runs scout snippet `index` as run_job runs a block (same scope, streams, figures,
+    image files), in a fork of the zygote that then dies: nothing is reported."""
+    global _block_images
+    _stdout_raw.begin_block()
+    _stderr_raw.begin_block()
+    workdir = os.getcwd()
+    before = _snapshot(workdir)
+    exc = _profiles[0][0](_SCOUT_JOBS[index], sys.modules["__main__"].__dict__)
+    _render_open_figures(skip_saved=True)
+    _collect_image_files(workdir, before)
+    _flush_streams()
+    _block_images = []
+    if exc is not None:
+        raise exc
 
 
 # The libraries the real service documents (docs/gemini-wire.md), by distribution name

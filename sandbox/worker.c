@@ -17,6 +17,7 @@
 #include "../common/isolation.h"
 #include "../common/ipc.h"
 #include "../common/limits.h"
+#include "prefault.h"
 #include "pyembed.h"
 
 static int sock_fd = -1;   /* the socket to the server */
@@ -231,6 +232,10 @@ _Noreturn void worker_main(const struct worker_start *ws)
     }
     may_end_children = (layers & (ISO_PID_NS | ISO_UID_DROP)) != 0;
     send_frame(IPC_W_READY, &layers, sizeof(layers));
+    /* Idle until the job comes: take its copy-on-write faults now (prefault.h). After
+     * READY, so that a job wanted at once (no pool, back-to-back requests) stops it; after
+     * the cgroup join, so that the copies count against this worker's memory limit. */
+    prefault_while_idle(sock_fd);
 
     /* One job for a plain request (the server kills us after it), several for a
      * session: same interpreter, same work dir, until the server closes the socket. */

@@ -23,6 +23,7 @@
 #include "../common/kill_as.h"
 #include "cgroup.h"
 #include "minimal_root.h"
+#include "prefault.h"
 #include "../common/isolation.h"
 #include "seccomp_filter.h"
 #include "worker.h"
@@ -439,6 +440,10 @@ int zygote_serve(const struct zygote_options *o)
         LOG("the interpreter started %u threads; a zygote must have one\n", threads);
         return 1;
     }
+    /* After the thread check: the scouts are forks too. Before the probe, whose worker
+     * set-up they need not wait for. */
+    size_t prefault = (size_t)(l->memory_mib << 20) / LIMIT_PREFAULT_MEMORY_SHARE;
+    prefault_learn(o->prefault_bytes < prefault ? o->prefault_bytes : prefault);
     if (probe_layers() < 0)
         return 1;
 

@@ -17,6 +17,7 @@ struct zygote_options {
     const char *venv;             /* the sandbox's venv: bound into the minimal root */
     unsigned uid_base;            /* worker in slot s runs as uid_base + s */
     unsigned slots;               /* workers alive at once, at most */
+    size_t prefault_bytes;        /* what a pooled worker copies while idle (prefault.h) */
     const struct policy *policy;  /* seccomp rules and limits (borrowed) */
     const char *const *hide;      /* the server's files workers must not see (borrowed) */
     struct pyembed_options py;

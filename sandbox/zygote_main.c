@@ -71,6 +71,7 @@ int zygote_run(struct config *c, int argc, char **argv)
         .venv = venv[0] ? venv : NULL,
         .uid_base = c->uid_base,
         .slots = zygote_slots(c->pool, c->workers, c->max_sessions),
+        .prefault_bytes = (size_t)c->prefault_mib << 20,
         .policy = &policy,
         .hide = hide,
         .py = {
