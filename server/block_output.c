@@ -8,43 +8,16 @@
 #include <unistd.h>
 
 #include "../common/limits.h"
+#include "text_buf.h"
 #include "utf8.h"
 
 const char block_output_not_run_text[] =
     "This code block did not run: the interpreter stopped in an earlier block of this "
     "request.\n";
 
-/* A growable text being assembled for one result entry. */
-struct text {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void text_append(struct text *t, const void *s, size_t n)
-{
-    if (t->failed || n == 0)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *p = realloc(t->p, cap);
-        if (!p) {
-            t->failed = 1;
-            return;
-        }
-        t->p = p;
-        t->cap = cap;
-    }
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-    t->p[t->len] = '\0';
-}
-
 /* Appends the bytes of a capture range, at most cap of them, cut on a character boundary
  * and made valid UTF-8, then the truncation notice if anything was left out. */
-static void append_capture(struct text *t, const struct capture_range *r, size_t cap,
+static void append_capture(struct text_buf *t, const struct capture_range *r, size_t cap,
                            int worker_truncated, int *truncated)
 {
     if (r->fd < 0 || r->end <= r->start)
@@ -77,7 +50,7 @@ static void append_capture(struct text *t, const struct capture_range *r, size_t
         return;
     }
     free(raw);
-    text_append(t, clean, clean_len);
+    text_buf_add(t, clean, clean_len);
     free(clean);
     worker_truncated |= cut;
 notice:
@@ -88,7 +61,7 @@ notice:
                        "is full]\n")
             : snprintf(note, sizeof(note), "\n[output truncated: more than %zu bytes were "
                        "written]\n", cap);
-        text_append(t, note, (size_t)n);
+        text_buf_add(t, note, (size_t)n);
         *truncated = 1;
     }
 }
@@ -97,7 +70,7 @@ notice:
  * is cut, keeping the head (str(exc)) and the tail (where the traceback ends with the
  * exception's name); the cut comes first, so a forged, enormous text is never copied
  * whole. */
-static void append_utf8(struct text *t, const char *s, size_t n, size_t cap, int *truncated)
+static void append_utf8(struct text_buf *t, const char *s, size_t n, size_t cap, int *truncated)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t head = n, tail_from = n;
@@ -113,43 +86,43 @@ static void append_utf8(struct text *t, const char *s, size_t n, size_t cap, int
         t->failed = 1;
         return;
     }
-    text_append(t, clean, clean_len);
+    text_buf_add(t, clean, clean_len);
     free(clean);
     if (tail_from < n || head < n) {
         char note[96];
         int k = snprintf(note, sizeof(note), "\n[output truncated: %zu bytes cut]\n",
                          tail_from - head);
-        text_append(t, note, (size_t)k);
+        text_buf_add(t, note, (size_t)k);
         if (utf8_sanitize(u + tail_from, n - tail_from, &clean, &clean_len) < 0) {
             t->failed = 1;
             return;
         }
-        text_append(t, clean, clean_len);
+        text_buf_add(t, clean, clean_len);
         free(clean);
         *truncated = 1;
     }
 }
 
 /* Moves the text into an entry; an empty text means an absent output field. */
-static int set_entry(struct block_result *out, enum outcome outcome, struct text *t)
+static int set_entry(struct block_result *out, enum outcome outcome, struct text_buf *t)
 {
     if (t->failed) {
-        free(t->p);
+        free(t->s);
         return -1;
     }
     struct result_entry *e = &out->entries[out->nentries++];
     e->outcome = outcome;
-    e->output = t->len ? t->p : NULL;
+    e->output = t->len ? t->s : NULL;
     e->output_len = t->len;
     if (!t->len)
-        free(t->p);
+        free(t->s);
     memset(t, 0, sizeof(*t));
     return 0;
 }
 
 /* Bytes the next stream of the block may keep, given what the block holds so far. */
 static size_t stream_cap(const struct block_output_input *in, const struct block_result *out,
-                         const struct text *t)
+                         const struct text_buf *t)
 {
     size_t used = t->len;
     for (size_t i = 0; i < out->nentries; i++)
@@ -163,7 +136,7 @@ static size_t stream_cap(const struct block_output_input *in, const struct block
 int block_output_build(struct block_result *out, const struct block_output_input *in,
                        int *truncated)
 {
-    struct text t = {0};
+    struct text_buf t = {0};
     /* A block rebuilt after a failure half-way replaces what was there. */
     for (size_t i = 0; i < out->nentries; i++)
         free(out->entries[i].output);
@@ -180,7 +153,7 @@ int block_output_build(struct block_result *out, const struct block_output_input
         return set_entry(out, OUTCOME_DEADLINE_EXCEEDED, &t);
 
     case BLOCK_END_NOT_RUN:
-        text_append(&t, block_output_not_run_text, strlen(block_output_not_run_text));
+        text_buf_add(&t, block_output_not_run_text, strlen(block_output_not_run_text));
         return set_entry(out, OUTCOME_FAILED, &t);
 
     case BLOCK_END_EXCEPTION:

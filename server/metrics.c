@@ -1,12 +1,12 @@
 #include "metrics.h"
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common/limits.h"
+#include "text_buf.h"
 
 #ifndef PYEXECD_VERSION
 #define PYEXECD_VERSION "0.1.0"
@@ -99,69 +99,33 @@ void metrics_request(const struct request_record *r)
     inc(&bytes_out, r->bytes_out);
 }
 
-/* The text being built; on out of memory it stays failed and the render returns NULL. */
-struct text {
-    char *buf;
-    size_t len, cap;
-    int failed;
-};
-
-__attribute__((format(printf, 2, 3)))
-static void put(struct text *t, const char *fmt, ...)
+static void header(struct text_buf *t, const char *name, const char *type, const char *help)
 {
-    for (;;) {
-        if (t->failed)
-            return;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->failed = 1;
-            return;
-        }
-        if ((size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap * 2 + (size_t)n;
-        char *b = realloc(t->buf, cap);
-        if (!b) {
-            t->failed = 1;
-            return;
-        }
-        t->buf = b;
-        t->cap = cap;
-    }
+    text_buf_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void header(struct text *t, const char *name, const char *type, const char *help)
-{
-    put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void gauge(struct text *t, const char *name, const char *help, unsigned long long v)
+static void gauge(struct text_buf *t, const char *name, const char *help, unsigned long long v)
 {
     header(t, name, "gauge", help);
-    put(t, "%s %llu\n", name, v);
+    text_buf_printf(t, "%s %llu\n", name, v);
 }
 
 /* One histogram's series: labels is `name="value",` or "" (with its trailing comma). */
-static void histogram_series(struct text *t, const char *name, const char *labels,
+static void histogram_series(struct text_buf *t, const char *name, const char *labels,
                              struct histogram *h)
 {
     unsigned long long cum = 0;
     for (size_t i = 0; i < NBUCKETS; i++) {
         cum += get(&h->bucket[i]);
-        put(t, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, bucket_le[i], cum);
+        text_buf_printf(t, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, bucket_le[i], cum);
     }
     cum += get(&h->bucket[NBUCKETS]);
-    put(t, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, cum);
+    text_buf_printf(t, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, cum);
     size_t n = strlen(labels);
     /* The labels without their trailing comma, for _sum and _count. */
-    put(t, "%s_sum%s%.*s%s %.9f\n", name, n ? "{" : "", (int)(n ? n - 1 : 0), labels,
+    text_buf_printf(t, "%s_sum%s%.*s%s %.9f\n", name, n ? "{" : "", (int)(n ? n - 1 : 0), labels,
         n ? "}" : "", (double)get(&h->sum_ns) / 1e9);
-    put(t, "%s_count%s%.*s%s %llu\n", name, n ? "{" : "", (int)(n ? n - 1 : 0), labels,
+    text_buf_printf(t, "%s_count%s%.*s%s %llu\n", name, n ? "{" : "", (int)(n ? n - 1 : 0), labels,
         n ? "}" : "", cum);
 }
 
@@ -170,28 +134,24 @@ static const char *const phase_names[PHASE_COUNT] = {"queue", "worker_start", "r
 
 char *metrics_render(const struct metrics_gauges *g, size_t *len)
 {
-    struct text t = {.cap = 16384};
-    t.buf = malloc(t.cap);
-    if (!t.buf)
-        return NULL;
-    t.buf[0] = '\0';
+    struct text_buf t = {0};
     const struct health_report *h = g->health;
 
     header(&t, "pyexecd_build_info", "gauge", "The running pyexecd: always 1, its version "
            "as a label.");
-    put(&t, "pyexecd_build_info{version=\"%s\"} 1\n", PYEXECD_VERSION);
+    text_buf_printf(&t, "pyexecd_build_info{version=\"%s\"} 1\n", PYEXECD_VERSION);
 
     header(&t, "pyexecd_executions_total", "counter", "Executions that ran, by outcome: the "
            "first result that is not OUTCOME_OK, else OUTCOME_OK; error: answered with an "
            "error instead of results (its worker or the zygote was lost).");
     for (unsigned o = 0; o < NOUTCOMES; o++)
-        put(&t, "pyexecd_executions_total{outcome=\"%s\"} %llu\n",
+        text_buf_printf(&t, "pyexecd_executions_total{outcome=\"%s\"} %llu\n",
             o ? exec_outcome_name((enum outcome)o) : "error", get(&executions[o]));
 
     header(&t, "pyexecd_limit_reached_total", "counter", "Executions cut short by a limit, "
            "by the limit (as executionMetadata.limitReached names it).");
     for (unsigned l = 1; l < NLIMITS; l++)
-        put(&t, "pyexecd_limit_reached_total{limit=\"%s\"} %llu\n",
+        text_buf_printf(&t, "pyexecd_limit_reached_total{limit=\"%s\"} %llu\n",
             exec_limit_name((enum limit_hit)l), get(&limits[l]));
 
     header(&t, "pyexecd_phase_seconds", "histogram", "Where an execution's time goes: queue "
@@ -219,10 +179,10 @@ char *metrics_render(const struct metrics_gauges *g, size_t *len)
     gauge(&t, "pyexecd_zygote_ready", "1 while the zygote is ready to fork workers.",
           h->zygote_state == ZYGOTE_READY);
     header(&t, "pyexecd_zygote_restarts_total", "counter", "Times the zygote was restarted.");
-    put(&t, "pyexecd_zygote_restarts_total %u\n", h->zygote_restarts);
+    text_buf_printf(&t, "pyexecd_zygote_restarts_total %u\n", h->zygote_restarts);
     header(&t, "pyexecd_worker_crashes_total", "counter", "Workers that died mid-job of "
            "something other than a deadline.");
-    put(&t, "pyexecd_worker_crashes_total %llu\n", h->worker_crashes);
+    text_buf_printf(&t, "pyexecd_worker_crashes_total %llu\n", h->worker_crashes);
 
     header(&t, "pyexecd_http_requests_total", "counter", "HTTP requests answered, by route "
            "template (other: no route), method and status code (0: closed with no reply).");
@@ -237,7 +197,7 @@ char *metrics_render(const struct metrics_gauges *g, size_t *len)
                     snprintf(code, sizeof(code), "%d", codes[c]);
                 else
                     snprintf(code, sizeof(code), "other");
-                put(&t, "pyexecd_http_requests_total{route=\"%s\",method=\"%s\",code=\"%s\"} "
+                text_buf_printf(&t, "pyexecd_http_requests_total{route=\"%s\",method=\"%s\",code=\"%s\"} "
                     "%llu\n", route_name((enum route_id)r), method_name((enum method_id)m),
                     code, v);
             }
@@ -256,9 +216,9 @@ char *metrics_render(const struct metrics_gauges *g, size_t *len)
     }
     header(&t, "pyexecd_http_request_body_bytes_total", "counter", "Request body bytes "
            "received.");
-    put(&t, "pyexecd_http_request_body_bytes_total %llu\n", get(&bytes_in));
+    text_buf_printf(&t, "pyexecd_http_request_body_bytes_total %llu\n", get(&bytes_in));
     header(&t, "pyexecd_http_response_body_bytes_total", "counter", "Reply body bytes sent.");
-    put(&t, "pyexecd_http_response_body_bytes_total %llu\n", get(&bytes_out));
+    text_buf_printf(&t, "pyexecd_http_response_body_bytes_total %llu\n", get(&bytes_out));
     gauge(&t, "pyexecd_http_requests_in_flight", "HTTP requests being read, waiting for "
           "their reply, or having it sent.", g->requests_in_flight);
     char help[128];
@@ -267,9 +227,9 @@ char *metrics_render(const struct metrics_gauges *g, size_t *len)
     gauge(&t, "pyexecd_http_bodies_in_flight_bytes", help, g->body_bytes_in_flight);
 
     if (t.failed) {
-        free(t.buf);
+        free(t.s);
         return NULL;
     }
     *len = t.len;
-    return t.buf;
+    return t.s;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../common/limits.h"
+#include "text_buf.h"
 #include "utf8.h"
 #include "wire_json.h"
 
@@ -22,37 +23,10 @@ void openai_step_release(struct openai_step *s)
     memset(s, 0, sizeof(*s));
 }
 
-/* A growing text, for message contents. */
-struct text {
-    char *s;
-    size_t len, cap;
-    int failed;
-};
-
-static void text_add(struct text *t, const char *s, size_t n)
+/* A NUL-terminated s into t. */
+static void text_str(struct text_buf *t, const char *s)
 {
-    if (t->failed)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *g = realloc(t->s, cap);
-        if (!g) {
-            t->failed = 1;
-            return;
-        }
-        t->s = g;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->len, s, n);
-    t->len += n;
-    t->s[t->len] = '\0';
-}
-
-static void text_str(struct text *t, const char *s)
-{
-    text_add(t, s, strlen(s));
+    text_buf_add(t, s, strlen(s));
 }
 
 /* {"role": role, "content": content} appended to messages. No content (an assistant
@@ -99,25 +73,25 @@ static char *code_arguments(const char *code, size_t len)
 }
 
 /* "OUTCOME_OK\n<output>": what a tool message carries back for a result. */
-static void result_text(struct text *t, enum outcome o, const char *output, size_t len)
+static void result_text(struct text_buf *t, enum outcome o, const char *output, size_t len)
 {
     text_str(t, wire_outcome_name(o));
     text_str(t, "\n");
     if (output)
-        text_add(t, output, len);
+        text_buf_add(t, output, len);
 }
 
 /* A user content: its text, and a line for each attached file. */
 static int add_user(cJSON *messages, const struct gcontent *c, int last)
 {
-    struct text t = {0};
+    struct text_buf t = {0};
     unsigned files = 0;
     for (size_t i = 0; i < c->nparts; i++) {
         const struct gpart *p = &c->parts[i];
         if (p->kind == GPART_TEXT && !p->thought) {
             if (t.len)
                 text_str(&t, "\n");
-            text_add(&t, p->text, p->text_len);
+            text_buf_add(&t, p->text, p->text_len);
         } else if (p->kind == GPART_INLINE_DATA) {
             char line[160];
             snprintf(line, sizeof(line), last ? "\n[attached: %s, in the working directory as "
@@ -134,14 +108,14 @@ static int add_user(cJSON *messages, const struct gcontent *c, int last)
  * (offer_tool), or as text. */
 static int add_model(cJSON *messages, const struct gcontent *c, int offer_tool, unsigned *seq)
 {
-    struct text t = {0};
+    struct text_buf t = {0};
     cJSON *pending = NULL;   /* the assistant message whose tool calls await results */
     char id[32] = "";
     int ok = 1;
     for (size_t i = 0; ok && i < c->nparts; i++) {
         const struct gpart *p = &c->parts[i];
         if (p->kind == GPART_TEXT && !p->thought) {
-            text_add(&t, p->text, p->text_len);
+            text_buf_add(&t, p->text, p->text_len);
         } else if (p->kind == GPART_CODE && offer_tool) {
             snprintf(id, sizeof(id), "%s", p->id ? p->id : "");
             if (!id[0])
@@ -153,10 +127,10 @@ static int add_model(cJSON *messages, const struct gcontent *c, int offer_tool, 
             t.len = 0;
         } else if (p->kind == GPART_CODE) {
             text_str(&t, "\n```python\n");
-            text_add(&t, p->text, p->text_len);
+            text_buf_add(&t, p->text, p->text_len);
             text_str(&t, "\n```\n");
         } else if (p->kind == GPART_RESULT && offer_tool && pending) {
-            struct text r = {0};
+            struct text_buf r = {0};
             result_text(&r, p->outcome, p->text, p->text_len);
             cJSON *m = add_message(messages, "tool", r.s ? r.s : "", r.len);
             ok = !r.failed && m && cJSON_AddStringToObject(m, "tool_call_id", id);
@@ -214,7 +188,7 @@ char *openai_encode_request(const char *model, const struct gen_request *req,
     cJSON *messages = root ? cJSON_AddArrayToObject(root, "messages") : NULL;
     int ok = messages && cJSON_AddStringToObject(root, "model", model) &&
              cJSON_AddFalseToObject(root, "stream");
-    struct text sys = {0};
+    struct text_buf sys = {0};
     if (req->system_text) {
         text_str(&sys, req->system_text);
         text_str(&sys, "\n\n");
