@@ -75,9 +75,8 @@ class KillRefusedTest(unittest.TestCase):
         self.assertEqual(self.server.request("DELETE", f"/v1/sessions/{sid}")[0], 200)
         # A worker whose kill was refused counts as running again (unkilled) until it has
         # exited by itself, a moment after its slot was given up: wait for both.
-        wait_for(lambda: self.health()["workers"]["running"] == 0 and
-                 self.health()["workers"]["unkilled"] == 0, 10,
-                 "no worker running, none left unkilled")
+        wait_for(lambda: (lambda w: w["running"] == 0 and w["unkilled"] == 0)(
+                     self.health()["workers"]), 10, "no worker running, none left unkilled")
         h = self.health()
         self.assertEqual(h["counters"]["killFailures"], 0, h)
         self.assertEqual(h["workers"]["unkilled"], 0, h)
