@@ -129,6 +129,10 @@
 /* What a worker pre-faults between two looks at its socket: a job that arrives waits at
  * most this much of copying (64 pages, about 0.1-0.2 ms), so a worker taken at once
  * (no pool, or back-to-back requests) skips what it has not done yet. */
+/* A private writable mapping larger than this is not scanned for pages to pre-fault: no
+ * heap of the zygote is near it, while a sanitizer's shadow memory is terabytes of rw-p
+ * mappings whose page-by-page scan would stall the zygote's start for minutes. */
+#define LIMIT_PREFAULT_RANGE_BYTES (1ull << 30)
 #define LIMIT_PREFAULT_CHUNK_BYTES  (256u << 10)
 /* One scout (a fork of the zygote running one of the runner's scout snippets) may take
  * this long; past it, it is killed and its pages are not learnt. A scout runs in about

@@ -61,6 +61,8 @@ static struct range *read_ranges(size_t *nranges, size_t *npages, size_t page)
             strcmp(perms, "rw-p") != 0)
             continue;
         const char *path = path_at > 0 ? line + path_at : "";
+        if (hi - lo > LIMIT_PREFAULT_RANGE_BYTES)
+            continue;
         if (strncmp(path, "[stack]", 7) == 0 || strncmp(path, "[vvar]", 6) == 0 ||
             strncmp(path, "[vdso]", 6) == 0 || strncmp(path, "[vsyscall]", 10) == 0)
             continue;
