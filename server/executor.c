@@ -316,6 +316,7 @@ int executor_start(const struct executor_config *c, char *err, size_t errlen)
                                     .policy_layers = cfg.runs_programs ? ISO_PID_NS : 0,
                                     .epfd = epfd};
     zygote_link_init(&zc);
+    job_set_before_answer(publish_snapshot);
     publish_snapshot();
     int e = pthread_create(&thread, NULL, executor_main, NULL);
     if (e) {

@@ -10,6 +10,20 @@
 #include "worker_link.h"
 
 static unsigned long long executions;   /* executor thread only */
+static void (*before_answer)(void);      /* set once, before the executor thread starts */
+
+void job_set_before_answer(void (*fn)(void))
+{
+    before_answer = fn;
+}
+
+/* Hands the reply on, after the state it came from is published. */
+static void answer(struct job *job, struct exec_reply *reply)
+{
+    if (before_answer)
+        before_answer();
+    job->done(job->ctx, reply);
+}
 
 struct job *job_new(enum job_kind kind, const char *session_id,
                     const struct exec_request *req, exec_done_fn done, void *ctx)
@@ -126,7 +140,7 @@ void job_finish(struct job *job, const struct session_info *session)
         executions++;
     }
     give_back(job);
-    job->done(job->ctx, &reply);
+    answer(job, &reply);
     job_free(job);
 }
 
@@ -136,7 +150,7 @@ void job_fail(struct job *job, enum px_result r, const char *message)
     job_account(job, NULL);
     snprintf(reply.session.id, sizeof(reply.session.id), "%s", job->session_id);
     give_back(job);
-    job->done(job->ctx, &reply);
+    answer(job, &reply);
     job_free(job);
 }
 

@@ -101,6 +101,11 @@ static inline void job_mark_slot_free(struct job *job, int64_t now_ns)
         job->slot_free_ns = now_ns;
 }
 
+/* fn (NULL: none) runs on the executor thread just before each answer is handed on: the
+ * executor publishes there what /healthz shows, so that a client holding its reply never
+ * reads a state older than the one that reply came from (a worker still counted free). */
+void job_set_before_answer(void (*fn)(void));
+
 /* Executions finished with results since the server started (for /healthz). */
 unsigned long long job_executions(void);
 

@@ -383,8 +383,12 @@ static void worker_deadline_expired(struct worker *w)
     }
     if (w->kept)
         job->res->session_ended = 1;
-    job_finish(job, NULL);
+    /* Discarded before the answer, so that the state published with it already counts
+     * the worker as ending (a refused kill: still running) and not a session's idle one. */
+    job->worker = NULL;
+    w->job = NULL;
     worker_discard(w, PX_INTERNAL, NULL);
+    job_finish(job, NULL);
 }
 
 /* The worker broke the protocol (or the code wrote garbage to its socket). */

@@ -27,10 +27,41 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (OUTSIDE_UID_CODE, Server, code_part, pid_alive,  # noqa: E402
-                     processes_with_uid_in, results, wait_for, wait_uid_gone)
+                     processes_with_uid_in, results, wait_for)
 
 CAP_KILL = 5
-SPIN = OUTSIDE_UID_CODE + "import sys; sys.stdout.flush()\nwhile True: pass\n"
+# Prints the worker's uid and its start time (clock ticks since boot, field 22 of
+# /proc/self/stat: the same clock outside the worker's pid namespace), then spins. Both are
+# needed to follow the worker: once it has ended, its slot -- and with it its uid -- goes to
+# the next pooled worker, which the test must not take for the spinner.
+SPIN = (OUTSIDE_UID_CODE +
+        "print(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19])\n"
+        "import sys; sys.stdout.flush()\nwhile True: pass\n")
+
+
+def start_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def spinner_processes(uid, started):
+    """Pids of uid's processes started no later than the spinner (the spinner itself; a
+    later process of that uid is the slot's next worker)."""
+    return [p for p, _, _ in processes_with_uid_in(uid, uid + 1)
+            if (lambda t: t is not None and t <= started)(start_ticks(p))]
+
+
+def wait_spinner_gone(uid, started, timeout=5.0):
+    """Waits until the spinner (zombie included) is gone; returns the pids left."""
+    end = time.time() + timeout
+    while True:
+        left = spinner_processes(uid, started)
+        if not left or time.time() >= end:
+            return left
+        time.sleep(0.05)
 
 
 def cap_eff(pid):
@@ -82,28 +113,30 @@ class KillRefusedTest(unittest.TestCase):
         self.assertEqual(h["workers"]["unkilled"], 0, h)
 
     def spin_past_deadline(self, path="/v1/execute"):
-        """Runs code that prints its uid and spins; returns (reply body, the uid)."""
+        """Runs code that prints its uid and start time and spins; returns (reply body, the
+        uid, the start time)."""
         status, body, _ = self.server.request("POST", path, {"parts": [code_part(SPIN)]})
         self.assertEqual(status, 200, body)
         res = results(body)
         self.assertEqual(res[-1]["outcome"], "OUTCOME_DEADLINE_EXCEEDED", body)
-        return body, int(res[0]["output"].split()[0])
+        uid, started = res[0]["output"].split()[:2]
+        return body, int(uid), int(started)
 
-    def check_slot_held_while_alive(self, uid):
-        """Until the worker (uid) is gone, /healthz never shows its slot free: a sample
-        of /healthz taken before the process was seen alive must count it running."""
+    def check_slot_held_while_alive(self, uid, started):
+        """Until the spinner is gone, /healthz never shows its slot free: a sample of
+        /healthz taken before the process was seen alive must count it running."""
         while True:
             h = self.health()
-            alive = [p for p, _, _ in processes_with_uid_in(uid, uid + 1) if pid_alive(p)]
+            alive = [p for p in spinner_processes(uid, started) if pid_alive(p)]
             if not alive:
                 return
             self.assertGreaterEqual(h["workers"]["running"], 1, h)
 
     def test_2_a_deadline_kill_refused_is_done_another_way(self):
         before = self.health()["counters"]
-        _, uid = self.spin_past_deadline()
-        self.check_slot_held_while_alive(uid)
-        self.assertEqual(wait_uid_gone(uid), [])
+        _, uid, started = self.spin_past_deadline()
+        self.check_slot_held_while_alive(uid, started)
+        self.assertEqual(wait_spinner_gone(uid, started), [])
         wait_for(lambda: self.health()["workers"]["unkilled"] == 0, 10, "unkilled back to 0")
         after = self.health()["counters"]
         self.assertEqual(after["killFailures"], before["killFailures"] + 1)
@@ -121,9 +154,9 @@ class KillRefusedTest(unittest.TestCase):
         before = self.health()["counters"]["killFailures"]
         status, body, _ = self.server.request("POST", "/v1/sessions", {})
         sid = body["name"].split("/")[-1]
-        _, uid = self.spin_past_deadline(f"/v1/sessions/{sid}:execute")
-        self.check_slot_held_while_alive(uid)
-        self.assertEqual(wait_uid_gone(uid), [])
+        _, uid, started = self.spin_past_deadline(f"/v1/sessions/{sid}:execute")
+        self.check_slot_held_while_alive(uid, started)
+        self.assertEqual(wait_spinner_gone(uid, started), [])
         status, body, _ = self.server.request("GET", f"/v1/sessions/{sid}")
         self.assertEqual(status, 404, body)
         self.assertIn("past its deadline", body["error"]["message"])
