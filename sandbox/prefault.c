@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../common/limits.h"
+#include "prefault_range.h"
 #include "pyembed.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -42,9 +43,8 @@ struct run {     /* learnt pages, to be copied in this order */
 static struct run *runs;   /* the learnt list; inherited by every worker, read only */
 static size_t nruns;
 
-/* The zygote's private writable mappings, with their pages numbered in a row. The stack
- * is left out (a process's own from its first call on), and so are the kernel's
- * [vvar]/[vdso]/[vsyscall]. */
+/* The zygote's private writable mappings that prefault_range_wanted keeps, with their
+ * pages numbered in a row. */
 static struct range *read_ranges(size_t *nranges, size_t *npages, size_t page)
 {
     FILE *f = fopen("/proc/self/maps", "re");
@@ -57,14 +57,9 @@ static struct range *read_ranges(size_t *nranges, size_t *npages, size_t page)
         unsigned long lo, hi;
         char perms[8];
         int path_at = 0;
-        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &path_at) < 3 ||
-            strcmp(perms, "rw-p") != 0)
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &path_at) < 3)
             continue;
-        const char *path = path_at > 0 ? line + path_at : "";
-        if (hi - lo > LIMIT_PREFAULT_RANGE_BYTES)
-            continue;
-        if (strncmp(path, "[stack]", 7) == 0 || strncmp(path, "[vvar]", 6) == 0 ||
-            strncmp(path, "[vdso]", 6) == 0 || strncmp(path, "[vsyscall]", 10) == 0)
+        if (!prefault_range_wanted(lo, hi, perms, path_at > 0 ? line + path_at : ""))
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 256;
