@@ -39,6 +39,8 @@ enum ipc_type {
     /* server -> worker */
     IPC_W_JOB = 30,           /* u32 traceback profile (enum fidelity), u32 nfiles,
                                * {bytes name, bytes data}*, u32 nblocks, {bytes code}* */
+    IPC_W_KEEP = 31,          /* no payload: the worker now serves a session (it stops
+                               * pre-faulting; its pages would stay for the session's life) */
 };
 
 /* IPC_Z_EXITED flags */

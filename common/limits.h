@@ -242,7 +242,15 @@
 #define LIMIT_WORKERS_MAX           1024        /* --workers, --pool */
 #define LIMIT_QUEUE_MAX             100000
 #define LIMIT_HTTP_THREADS_MAX      256
-#define LIMIT_SESSIONS_MAX          4096
+/* --max-sessions: each session is a process, a uid slot and a memory and a pids cgroup
+ * (made when the zygote starts); 16384 stays well inside the kernel's 65535 memory
+ * cgroups and makes the zygote's start about a second longer at most. */
+#define LIMIT_SESSIONS_MAX          16384
+/* Worker slots whose cgroups the zygote makes at start: enough for the pool and the
+ * workers of a usual server, found working (or not) before it says it is ready; each
+ * further slot's groups are made when a worker first starts in it (about 1 ms: mkdir and
+ * the limits), not all 16384 up front (about 20 s). */
+#define LIMIT_CGROUP_EAGER_SLOTS    64
 #define LIMIT_WAIT_MS_MIN           100         /* queue wait, session idle and lifetime */
 #define LIMIT_QUEUE_WAIT_MS_MAX     (24u * 3600 * 1000)
 #define LIMIT_DRAIN_MS_MAX          (24u * 3600 * 1000)

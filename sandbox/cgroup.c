@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/limits.h"
 #include "kernel_file.h"
 #include "../common/isolation.h"
 
@@ -219,12 +220,23 @@ static int limit_slot(unsigned slot, unsigned long long memory_bytes, unsigned t
     return 0;
 }
 
+/* Slots whose groups exist with their limits written (cgroup_prepare), and the limits. */
+static unsigned char *made;
+static unsigned long long slot_memory_bytes;
+static unsigned slot_tasks;
+
 unsigned cgroup_setup(unsigned instance, unsigned slots, unsigned long long memory_bytes,
                       unsigned tasks, pid_t server_pid)
 {
     struct stat st;
     available = 0;
     nslots = slots;
+    slot_memory_bytes = memory_bytes;
+    slot_tasks = tasks;
+    free(made);
+    made = calloc((size_t)slots + 1, 1);
+    if (!made)
+        return 0;
     if (stat(V1_ROOT "/memory/memory.limit_in_bytes", &st) == 0) {
         v1_base(V1_ROOT "/memory", "memory", instance, memory_base, sizeof(memory_base));
         if (make_dir(memory_base) == 0)
@@ -250,14 +262,26 @@ unsigned cgroup_setup(unsigned instance, unsigned slots, unsigned long long memo
             available = ISO_CGROUP_MEMORY | ISO_CGROUP_PIDS;
         }
     }
-    for (unsigned s = 0; s <= slots && available; s++) {
-        if (limit_slot(s, memory_bytes, tasks) < 0) {
+    /* The first slots now, so that a kernel refusing the limits is found at start and
+     * /healthz says so; the rest when first used (cgroup_prepare). */
+    for (unsigned s = 0; s <= slots && s < LIMIT_CGROUP_EAGER_SLOTS && available; s++) {
+        if (cgroup_prepare(s) < 0) {
             fprintf(stderr, "pyexecd-zygote: cgroup limits for slot %u: %s\n", s,
                     strerror(errno));
             available = 0;
         }
     }
     return available;
+}
+
+int cgroup_prepare(unsigned slot)
+{
+    if (!available || slot > nslots || made[slot])
+        return 0;
+    if (limit_slot(slot, slot_memory_bytes, slot_tasks) < 0)
+        return -1;
+    made[slot] = 1;
+    return 0;
 }
 
 int cgroup_join(unsigned slot)

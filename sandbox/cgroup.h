@@ -24,6 +24,12 @@ unsigned cgroup_available(void);
 unsigned cgroup_setup(unsigned instance, unsigned slots, unsigned long long memory_bytes,
                       unsigned tasks, pid_t server_pid);
 
+/* Makes the groups of `slot` and writes their limits, unless done already (cgroup_setup
+ * makes only the first LIMIT_CGROUP_EAGER_SLOTS: thousands of session slots would make
+ * the start take seconds). Returns 0 (also when no controller is available), or -1 with
+ * errno: no worker may then start in that slot. */
+int cgroup_prepare(unsigned slot);
+
 /* The directory the workers' groups of a layer (ISO_CGROUP_MEMORY, ISO_CGROUP_PIDS) are
  * made in, or "" when that layer is not available: what /healthz reports. */
 const char *cgroup_base(unsigned layer);

@@ -244,6 +244,10 @@ _Noreturn void worker_main(const struct worker_start *ws)
         unsigned char *payload;
         if (ipc_recv_frame(sock_fd, &type, &payload, &len, LIMIT_IPC_FRAME_BYTES) < 0)
             _exit(0);   /* the server let us go (session over, shutdown or restart) */
+        if (type == IPC_W_KEEP) {   /* a session's from now on: no more pre-faulting */
+            free(payload);
+            continue;
+        }
         if (type != IPC_W_JOB)
             end_worker(WORKER_EXIT_PROTOCOL);
         int rc = run_job(payload, len);

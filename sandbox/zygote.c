@@ -117,6 +117,8 @@ static long probe_once(unsigned want, unsigned *retry_without)
     struct { int ok; unsigned layers; } report = {0, 0};
 
     *retry_without = 0;
+    if (cgroup_prepare(slot) < 0)   /* then the probe finds the cgroup layers missing */
+        LOG("cannot make the cgroups of the probe's slot: %s\n", strerror(errno));
     fallback_dir(slot, dir, sizeof(dir));
     if (workdir_create(dir, (uid_t)(opt->uid_base + slot), (gid_t)(opt->uid_base + slot)) < 0) {
         LOG("cannot create %s: %s\n", dir, strerror(errno));
@@ -208,6 +210,12 @@ static void spawn_worker(void)
         ;
     if (slot == opt->slots) {
         spawn_failed(EAGAIN);
+        return;
+    }
+    if (cgroup_prepare(slot) < 0) {   /* never a worker outside its limits */
+        int e = errno;
+        LOG("cannot make the cgroups of slot %u: %s\n", slot, strerror(e));
+        spawn_failed(e);
         return;
     }
     char dir[4200];

@@ -242,11 +242,50 @@ struct worker *worker_find_idle(void)
     return NULL;
 }
 
+/* Starts b with what w has still to write (a frame must not overtake one before it). */
+static void put_pending(struct ipc_buf *b, const struct worker *w)
+{
+    if (w->wbuf && w->woff < w->wlen)
+        ipc_put_raw(b, w->wbuf + w->woff, w->wlen - w->woff);
+}
+
+/* Hands b's bytes (pending ones first, see put_pending) to w's write buffer. */
+static void set_pending(struct worker *w, struct ipc_buf *b)
+{
+    free(w->wbuf);
+    w->wbuf = ipc_buf_detach(b, &w->wlen);
+    w->woff = 0;
+}
+
 void worker_keep(struct worker *w, int counted)
 {
     w->kept = 1;
     w->counted = counted;
     worker_set_state(w, W_SESSION_IDLE);
+    /* Tells it that it serves a session: it stops pre-faulting (prefault.h), whose pages
+     * would stay with the session for its whole life. Out of memory: it just goes on. */
+    struct ipc_buf b;
+    ipc_buf_init(&b);
+    put_pending(&b, w);
+    ipc_frame_end(&b, ipc_frame_begin(&b, IPC_W_KEEP));
+    if (b.failed) {
+        ipc_buf_release(&b);
+        return;
+    }
+    set_pending(w, &b);
+    /* Sent now, before the reply's work (its smaps_rollup read takes milliseconds, in
+     * which the worker would go on copying pages); what does not fit is written from the
+     * event loop, which is also where a worker found gone is handled. */
+    ssize_t n = send(w->sock, w->wbuf, w->wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0)
+        w->woff = (size_t)n;
+    if (w->woff < w->wlen) {
+        event_watch(epfd, w->sock, EPOLLIN | EPOLLOUT, &w->tag, EPOLL_CTL_MOD);
+    } else {
+        free(w->wbuf);
+        w->wbuf = NULL;
+        w->wlen = w->woff = 0;
+    }
 }
 
 void worker_discard(struct worker *w, enum px_result r, const char *message)
@@ -715,6 +754,7 @@ int worker_start_job(struct worker *w, struct job *job)
     const struct exec_request *req = job->req;
     struct ipc_buf b;
     ipc_buf_init(&b);
+    put_pending(&b, w);
     size_t start = ipc_frame_begin(&b, IPC_W_JOB);
     ipc_put_u32(&b, req->fidelity);
     ipc_put_u32(&b, (uint32_t)req->nfiles);
@@ -732,8 +772,7 @@ int worker_start_job(struct worker *w, struct job *job)
         ipc_buf_release(&b);
         return -1;
     }
-    w->wbuf = ipc_buf_detach(&b, &w->wlen);
-    w->woff = 0;
+    set_pending(w, &b);
     w->next_file += (unsigned)req->nfiles;
     worker_set_state(w, w->kept ? W_SESSION_BUSY : W_BUSY);
     /* A session's capture files would otherwise grow over its whole life, up to the

@@ -21,7 +21,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Server, code_part, results  # noqa: E402
+from harness import OUTSIDE_UID_CODE, Server, code_part, results  # noqa: E402
+from limits import LIMITS  # noqa: E402
+
+EAGER = LIMITS["LIMIT_CGROUP_EAGER_SLOTS"]
 
 V1 = "/sys/fs/cgroup"
 
@@ -69,6 +72,55 @@ class CgroupRootTest(unittest.TestCase):
             self.assertIsNotNone(cg["pids"])
         time.sleep(0.3)
         self.assertFalse(os.path.isdir(cg["memory"]), "the workers' groups were left")
+
+    def test_slots_past_the_eager_ones_get_their_groups_when_first_used(self):
+        """The zygote makes the groups of the first LIMIT_CGROUP_EAGER_SLOTS slots at start
+        and the others when a worker first starts in one (thousands of session slots
+        would otherwise take seconds to make): a worker in a later slot is in its own
+        groups with the same limits, and the groups go at the stop."""
+        sessions = EAGER + 6
+        with Server("--max-sessions", str(sessions), workers=1, pool=1) as s:
+            h = s.health()[1]
+            if not h["isolation"]["cgroupMemory"]:
+                self.skipTest("skipped: no memory cgroup layer on this machine")
+            base = h["cgroups"]["memory"]
+            made = sorted(int(d) for d in os.listdir(base) if d.isdigit())
+            slots = sessions + 2 + LIMITS["LIMIT_ZYGOTE_SPARE_SLOTS"]   # + workers + pool
+            self.assertTrue(all(n < EAGER or n >= slots for n in made), made)
+            self.assertLess(len(made), EAGER + 4, "every slot's groups made at start")
+            ids, late = [], None
+            for _ in range(sessions):
+                status, body, _ = s.request("POST", "/v1/sessions", {})
+                self.assertEqual(status, 200, body)
+                ids.append(body["name"].split("/")[-1])
+                status, body, _ = s.request("POST", f"/v1/sessions/{ids[-1]}:execute",
+                                            {"parts": [code_part(OUTSIDE_UID_CODE)]})
+                self.assertEqual(status, 200, body)
+                slot = int(results(body)[0]["output"]) - s.uid_base
+                if slot >= EAGER:
+                    late = (ids[-1], slot)
+                    break
+            self.assertIsNotNone(late, f"no session got a slot past {EAGER}")
+            sid, slot = late
+            group = f"{base}/{slot}"
+            self.assertTrue(os.path.isdir(group), group)
+            for name in ("memory.limit_in_bytes",):
+                if os.path.isfile(f"{base}/0/{name}"):
+                    with open(f"{base}/0/{name}") as a, open(f"{group}/{name}") as b:
+                        self.assertEqual(b.read(), a.read(), name)
+            code = "print(open('/proc/self/cgroup').read())"
+            status, body, _ = s.request("POST", f"/v1/sessions/{sid}:execute",
+                                        {"parts": [code_part(code)]})
+            self.assertEqual(status, 200, body)
+            rel = base[len(f"{V1}/memory"):] if base.startswith(f"{V1}/memory") else None
+            if rel is not None:
+                self.assertIn(f"{rel}/{slot}\n", results(body)[0]["output"])
+            pids = h["cgroups"]["pids"]
+            if pids and pids != base:
+                with open(f"{pids}/0/pids.max") as a, open(f"{pids}/{slot}/pids.max") as b:
+                    self.assertEqual(b.read(), a.read())
+        time.sleep(0.3)
+        self.assertFalse(os.path.isdir(base), "the workers' groups were left")
 
     def test_inside_a_group_made_for_it(self):
         """The server started in a memory (and pids) group of its own: its workers' groups
