@@ -121,6 +121,24 @@ static int64_t last_used(const struct session *s)
     return s->w->idle_since > s->last_used ? s->w->idle_since : s->last_used;
 }
 
+/* No session can expire before this (a lower bound, kept so that the executor's loop
+ * does not walk thousands of sessions at every turn): 0 means "look now". */
+static int64_t sweep_due;
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* The earliest s may expire, seen at `now`: exact for an idle session; for a running one
+ * (which expires only once idle again, its idle time counted from then) a bound below. */
+static int64_t session_due(const struct session *s, int64_t now)
+{
+    int64_t life_end = s->created + (int64_t)cfg.lifetime_ms;
+    int64_t idle_from = busy(s) ? now : last_used(s);
+    return min64(idle_from + (int64_t)cfg.idle_ms, life_end);
+}
+
 /* Private memory of the worker (what it holds beyond what it shares with the zygote),
  * from /proc/<pid>/smaps_rollup. */
 static unsigned long long private_memory(pid_t pid)
@@ -249,6 +267,7 @@ void sessions_create(struct job *job, struct worker *w)
     s->internal = job->internal;
     s->created_wall_ms = s->last_used_wall_ms = wall_ms();
     s->created = s->last_used = monotonic_ms();
+    sweep_due = min64(sweep_due, session_due(s, s->created));
     s->held = job->held;   /* the job's places are the session's now */
     job->held = NULL;
     s->owner = job->key;
@@ -271,6 +290,11 @@ void sessions_create(struct job *job, struct worker *w)
 
 void sessions_sweep(int64_t now)
 {
+    /* Also at once when a worker is gone: its session ends before the worker is freed. */
+    static unsigned long gone_seen;
+    if (now < sweep_due && workers_gone_count() == gone_seen)
+        return;
+    gone_seen = workers_gone_count();
     struct session *s = sessions;
     while (s) {
         struct session *next = s->next;
@@ -289,20 +313,15 @@ void sessions_sweep(int64_t now)
         }
         s = next;
     }
+    sweep_due = INT64_MAX;
+    for (s = sessions; s; s = s->next)
+        if (!ended_by_worker(s))
+            sweep_due = min64(sweep_due, session_due(s, now));
 }
 
 int64_t sessions_next_expiry(int64_t next)
 {
-    for (struct session *s = sessions; s; s = s->next) {
-        if (busy(s) || worker_gone(s->w))
-            continue;
-        int64_t idle_end = last_used(s) + cfg.idle_ms;
-        int64_t life_end = s->created + cfg.lifetime_ms;
-        int64_t end = idle_end < life_end ? idle_end : life_end;
-        if (end < next)
-            next = end;
-    }
-    return next;
+    return min64(next, sweep_due);
 }
 
 void sessions_end_all(void)

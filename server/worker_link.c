@@ -46,8 +46,26 @@ static uint32_t busy_frame_limit(void)
 /* Moves w to state s, keeping the pool's counters (idle, starting, running) right;
  * clients' session workers are counted by the sessions, a turn's while it runs. Also sets how large a frame w may send
  * in that state: nothing at all while it waits for a job. */
+/* What the executor's loop may skip (it must not walk thousands of session workers at
+ * every turn): no timer of any worker is due before timers_next unless timers_dirty (a
+ * state changed since the last walk, which may have started a timer); no worker is
+ * W_DEAD unless dead_seen. */
+static int timers_dirty = 1;
+static int64_t timers_next;
+static int dead_seen;
+static unsigned long gone_count;   /* moves into a worker_gone state so far */
+
+unsigned long workers_gone_count(void)
+{
+    return gone_count;
+}
+
 static void worker_set_state(struct worker *w, enum worker_state s)
 {
+    timers_dirty = 1;
+    dead_seen |= s == W_DEAD;
+    gone_count += (s == W_DEAD || s == W_UNKILLED) && w->state != W_DEAD &&
+                  w->state != W_UNKILLED;
     switch (w->state) {
     case W_STARTING: stats.starting--; break;
     case W_IDLE: stats.idle--; break;
@@ -340,6 +358,9 @@ void workers_discard_all(enum px_result r, const char *message, const char *end_
 
 void workers_free_dead(void)
 {
+    if (!dead_seen)
+        return;
+    dead_seen = 0;
     struct worker **pp = &workers;
     while (*pp) {
         struct worker *w = *pp;
@@ -785,8 +806,26 @@ int worker_start_job(struct worker *w, struct job *job)
     return 0;
 }
 
+/* When w's next timer is due (INT64_MAX: none). Deadlines and waits only move later
+ * without a state change (a session's next block, an unkilled worker's next report). */
+static int64_t worker_due(const struct worker *w)
+{
+    if (worker_busy(w) && w->job)
+        return w->job->deadline;
+    switch (w->state) {
+    case W_UNKILLED: return w->unkilled_until;
+    case W_EXITING: return w->exit_wait_until;
+    case W_STARTING: return w->started_at + LIMIT_WORKER_START_TIMEOUT_MS;
+    default: return INT64_MAX;
+    }
+}
+
 void workers_check_timers(int64_t now)
 {
+    if (!timers_dirty && now < timers_next)
+        return;
+    timers_dirty = 0;   /* a state changed by what is done below sets it again */
+    int64_t next = INT64_MAX;
     for (struct worker *w = workers; w; w = w->next) {
         if (worker_busy(w) && w->job && now >= w->job->deadline) {
             /* Reports it sent meanwhile come first: the block may have ended in time. */
@@ -804,20 +843,18 @@ void workers_check_timers(int64_t now)
             stats.setup_failures++;
             worker_discard(w, PX_INTERNAL, NULL);
         }
+        int64_t due = worker_due(w);
+        if (due < next)
+            next = due;
     }
+    timers_next = next;
 }
 
 int64_t workers_next_timer(int64_t next)
 {
-    for (struct worker *w = workers; w; w = w->next) {
-        if (worker_busy(w) && w->job && w->job->deadline < next)
-            next = w->job->deadline;
-        if (w->state == W_EXITING && w->exit_wait_until < next)
-            next = w->exit_wait_until;
-        if (w->state == W_UNKILLED && w->unkilled_until < next)
-            next = w->unkilled_until;
-    }
-    return next;
+    if (timers_dirty)
+        return next < monotonic_ms() ? next : monotonic_ms();   /* walk at the next turn */
+    return timers_next < next ? timers_next : next;
 }
 
 void workers_stats(struct worker_stats *st)

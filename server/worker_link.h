@@ -68,6 +68,11 @@ static inline int worker_gone(const struct worker *w)
     return w->state == W_DEAD || w->state == W_UNKILLED;
 }
 
+/* How many times a worker has become gone (worker_gone) since the start: a session
+ * whose worker is gone must be ended before the worker is freed (workers_free_dead), so
+ * the sessions are walked whenever this moved. Executor thread. */
+unsigned long workers_gone_count(void);
+
 /* What /healthz shows of the workers. */
 struct worker_stats {
     unsigned idle, starting, running;
