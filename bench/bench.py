@@ -907,7 +907,7 @@ def start_sessions_server(n):
     """A pool server with --max-sessions n and a uid range wide enough for it. A server
     that refuses the value (past its LIMIT_SESSIONS_MAX) is started again with this
     tree's cap, if smaller. Returns (server or None, the --max-sessions it runs with,
-    why the asked-for value was refused or None)."""
+    why the asked-for value was refused or None, why no server started or None)."""
     refused = None
     tries = [n]
     cap = sessions_cap()
@@ -922,14 +922,19 @@ def start_sessions_server(n):
                         workers=workers, pool=2, uid_range=uid_range)
         try:
             server.start()
-            return server, m, refused
+            return server, m, refused, None
         except RuntimeError as e:
-            lines = [x for x in str(e).splitlines()[1:] if x.strip()]
-            why = "; ".join(lines[-3:]) or str(e)
+            server.kill()   # one that started but was never ready is still running
+            # The harness's first line, and the server's last lines but its request logs.
+            first, *lines = str(e).splitlines()
+            lines = [x for x in lines if x.strip() and '"msg":"request"' not in x]
+            why = "; ".join([first.rstrip(":")] + lines[-3:])
             log(f"sessions: the server did not start with --max-sessions {m}: {why}")
+            if "--max-sessions" not in why:   # not the value: no point in another
+                return None, None, refused, why
             if refused is None:
                 refused = why
-    return None, None, refused
+    return None, None, refused, refused
 
 
 def bench_sessions(n, plan):
@@ -938,14 +943,20 @@ def bench_sessions(n, plan):
     latency, /v1/execute again beside them, then their deletion. Never raises: what could
     not be measured is absent, and out["error"] says why."""
     out = {"asked": n, "threads": SESSION_THREADS}
+    avail, total = mem_available_mb()
+    if avail < MEM_FLOOR_SHARE * total:
+        out["error"] = (f"not run: MemAvailable {avail:.0f} MB, already under "
+                        f"{MEM_FLOOR_SHARE:.0%} of {total:.0f} MB")
+        log(f"sessions: {out['error']}")
+        return out
     log(f"sessions: starting pyexecd for {n} sessions")
     t = time.perf_counter()
-    server, m, refused = start_sessions_server(n)
+    server, m, refused, failed = start_sessions_server(n)
     out["start_s"] = time.perf_counter() - t
     out["max_sessions_flag"] = m
     out["flag_refused"] = refused
     if server is None:
-        out["error"] = f"the server did not start: {refused}"
+        out["error"] = f"the server did not start: {failed}"
         return out
     try:
         bench_sessions_on(server, n, plan, out)
@@ -1267,7 +1278,9 @@ def target_rows(res):
     n, got = se.get("asked"), se.get("created")
     why = ["--no-sessions"] if skipped else []
     if se.get("flag_refused"):
-        why.append(f"--max-sessions {n} refused, ran with {se.get('max_sessions_flag')}")
+        why.append(f"--max-sessions {n} refused"
+                   + (f", ran with {se['max_sessions_flag']}" if se.get("max_sessions_flag")
+                      else ""))
     if se.get("refused"):
         why.append(f"{se['refused']} creations refused")
     if se.get("memory_stop"):
@@ -1344,8 +1357,9 @@ def sessions_section(se):
     if se is None:
         return L + ["Not run (`--no-sessions`)."]
     L.append(f"A server of its own, `--max-sessions {se.get('max_sessions_flag') or se['asked']}"
-             f" --session-idle-ms {SESSION_IDLE_MS}` (started in {se.get('start_s', 0):.1f} s), "
-             f"asked for {se['asked']} sessions from {se['threads']} clients.")
+             f" --session-idle-ms {SESSION_IDLE_MS}`"
+             + (f" (started in {se['start_s']:.1f} s)" if se.get("max_sessions_flag") else "")
+             + f", asked for {se['asked']} sessions from {se['threads']} clients.")
     if se.get("flag_refused"):
         L.append(f"The server refused `--max-sessions {se['asked']}`: `{se['flag_refused']}`"
                  + (f"; it ran with `--max-sessions {se['max_sessions_flag']}` (this tree's "
