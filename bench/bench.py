@@ -2,8 +2,8 @@
 """pyexecd's benchmark: a load generator driving the server over HTTP on loopback, with
 its peers measured in the same run.
 
-    make bench                   # about 5 minutes; or: python3 bench/bench.py
-    make bench ARGS=--quick      # a smoke run of about 1.5 minutes
+    make bench                   # about 12 minutes; or: python3 bench/bench.py
+    make bench ARGS=--quick      # a smoke run of about 4 minutes
     python3 bench/bench.py --breakdown   # where a trivial execution's time goes (perf)
 
 What it measures (bench/README.md says how and why):
@@ -2000,7 +2000,7 @@ def breakdown(out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a short smoke run (about a minute)")
+    ap.add_argument("--quick", action="store_true", help="a short smoke run (about 4 minutes)")
     ap.add_argument("--out-dir", default=RESULTS_DIR)
     ap.add_argument("--no-peers", action="store_true",
                     help="skip the cold, Jupyter and in-process peers")
