@@ -54,8 +54,8 @@ test-asan: setup setup-ops
 test-llm: build setup-llm
 	cd $(BUILD) && ctest --output-on-failure -L llm
 
-# Load test and peers (cold process, Jupyter kernel, --pool 0): bench/README.md. Under ten
-# minutes; ARGS=--quick for a smoke run.
+# Load test, peers (cold process, Jupyter kernel, --pool 0), sessions at scale: bench/README.md.
+# About 12 minutes; ARGS=--quick for a smoke run.
 bench: build
 	./bench/setup_bench.sh
 	python3 bench/bench.py $(ARGS)

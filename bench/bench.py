@@ -2,8 +2,8 @@
 """pyexecd's benchmark: a load generator driving the server over HTTP on loopback, with
 its peers measured in the same run.
 
-    make bench                   # about 5 minutes; or: python3 bench/bench.py
-    make bench ARGS=--quick      # a smoke run of about 1.5 minutes
+    make bench                   # about 12 minutes; or: python3 bench/bench.py
+    make bench ARGS=--quick      # a smoke run of about 4 minutes
     python3 bench/bench.py --breakdown   # where a trivial execution's time goes (perf)
 
 What it measures (bench/README.md says how and why):
@@ -199,7 +199,7 @@ def worker_pids(server, zygote_pid=None):
     """Processes in the server's uid range, and the zygote's children (a worker runs as
     root until it drops to its uid)."""
     pids = {pid for pid, _, _ in processes_with_uid_in(server.uid_base,
-                                                        server.uid_base + UID_RANGE)}
+                                                        server.uid_base + server.uid_range)}
     if zygote_pid:
         try:
             with open(f"/proc/{zygote_pid}/task/{zygote_pid}/children") as f:
@@ -308,7 +308,7 @@ class MemSampler:
     def __init__(self, server, zygote_pid, interval=0.05):
         self.p = subprocess.Popen(
             [sys.executable, "-c", SAMPLER, str(server.proc.pid), str(zygote_pid),
-             str(server.uid_base), str(server.uid_base + UID_RANGE), str(interval)],
+             str(server.uid_base), str(server.uid_base + server.uid_range), str(interval)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             preexec_fn=lambda: os.nice(19))
 
@@ -696,10 +696,14 @@ def run_inprocess(reps, max_seconds):
     return out
 
 
-def run_jupyter(reps, max_seconds, paced):
+def run_jupyter(reps, max_seconds, plan):
+    """Every peer snippet back-to-back, then each again pausing PACE_S between calls
+    (named "<snippet>-paced"), as many calls and as long as pyexecd's paced runs."""
     items = peer_items(reps, max_seconds)
-    items.append({"name": "trivial-paced", "code": BY_NAME["trivial"].code, "expect": "2\n",
-                  "reps": paced, "max_seconds": paced * (PACE_S + 0.05), "pause": PACE_S})
+    for s in PEER_SNIPPETS:
+        items.append({"name": f"{s.name}-paced", "code": s.peer_code, "expect": s.peer_expect,
+                      "reps": plan["paced"], "max_seconds": paced_seconds(plan, s),
+                      "pause": PACE_S})
     spec = {"env": PEER_ENV, "items": items}
     raw = run_subprocess_json(BENCH_PYTHON, JUPYTER, spec, 600)
     out = {"startup_ms": raw["startup_ms"], "pss_kb": raw.get("pss_kb"),
@@ -713,6 +717,13 @@ def run_jupyter(reps, max_seconds, paced):
 
 
 # --- one server --------------------------------------------------------------------------
+
+def paced_seconds(plan, snippet):
+    """The time limit of a paced run: plan["paced"] requests of a trivial snippet fit in
+    it; a slower snippet (pandas, plot) gets plan["paced_seconds"] and may stop short."""
+    base = plan["paced"] * (PACE_S + 0.05)
+    return base if snippet.name == "trivial" else max(base, plan.get("paced_seconds", base))
+
 
 def bench_server(label, pool, plan, measure_memory):
     log(f"starting pyexecd ({label})")
@@ -744,11 +755,16 @@ def bench_server(label, pool, plan, measure_memory):
         try:
             # Low load: one client pausing between requests, so that the pool is full
             # when each request arrives (an agent thinks for seconds between blocks).
-            r = run_load(server, zygote, sampler, BY_NAME["trivial"], 1, plan["paced"],
-                         plan["paced"] * (PACE_S + 0.05), pause=PACE_S)
-            out["paced"] = r
-            log(f"{label} trivial, 1 client pausing {PACE_S * 1000:.0f} ms: n={r['n']} "
-                f"p50 {r['p50']:.2f} p99 {r['p99']:.2f} ms, errors {r['errors']}")
+            # Every peer snippet on the pool server (issue 14's first target), trivial
+            # only with --pool 0.
+            out["paced_runs"] = []
+            for s in (PEER_SNIPPETS if plan.get("paced_all") else [BY_NAME["trivial"]]):
+                r = run_load(server, zygote, sampler, s, 1, plan["paced"],
+                             paced_seconds(plan, s), pause=PACE_S)
+                out["paced_runs"].append(r)
+                log(f"{label} {s.name}, 1 client pausing {PACE_S * 1000:.0f} ms: n={r['n']} "
+                    f"p50 {r['p50']:.2f} p99 {r['p99']:.2f} ms, errors {r['errors']}")
+            out["paced"] = out["paced_runs"][0]
             for s in SNIPPETS:
                 for c in CONCURRENCY:
                     r = run_load(server, zygote, sampler, s, c,
@@ -764,6 +780,298 @@ def bench_server(label, pool, plan, measure_memory):
             sampler.close()
         out["health_after"] = server.health()[1]
     return out
+
+
+# --- sessions at scale --------------------------------------------------------------------
+
+SESSION_THREADS = 4            # clients creating, warming and deleting the sessions
+SESSION_IDLE_MS = 3_600_000    # --session-idle-ms: no session may expire during the phase
+TRIVIAL_BODY = json.dumps(code_part("print(1+1)\n")).encode()
+
+
+# The sessions phase stops creating sessions when the machine's MemAvailable falls under
+# this share of its memory: thousands of sandboxed interpreters at several MB each could
+# otherwise push the machine (and whatever else runs on it) into the OOM killer. Warming
+# them (one print each) adds little, and stops under a lower floor, so that sessions
+# created up to the first one can all be warmed.
+MEM_FLOOR_SHARE = 0.25
+MEM_FLOOR_SHARE_WARM = 0.15
+
+
+def mem_available_mb():
+    """(MemAvailable, MemTotal) in MB of 10^6 bytes."""
+    got = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("MemAvailable", "MemTotal"):
+                got[key] = int(rest.split()[0]) * 1024 / MB
+    return got["MemAvailable"], got["MemTotal"]
+
+
+class MemGuard:
+    """Tells a loop to stop once MemAvailable is under `share` of the machine's memory;
+    reads /proc/meminfo every `every` calls."""
+
+    def __init__(self, share=MEM_FLOOR_SHARE, every=25):
+        self.share, self.every, self.calls, self.tripped = share, every, 0, None
+        self.lock = threading.Lock()
+
+    def low(self):
+        with self.lock:
+            if self.tripped:
+                return True
+            self.calls += 1
+            if self.calls % self.every:
+                return False
+            avail, total = mem_available_mb()
+            if avail < self.share * total:
+                self.tripped = (f"MemAvailable {avail:.0f} MB, under "
+                                f"{self.share:.0%} of {total:.0f} MB")
+            return bool(self.tripped)
+
+
+def sessions_cap():
+    """LIMIT_SESSIONS_MAX of this tree's common/limits.h (the most --max-sessions a server
+    built from it takes), or None."""
+    import re
+    try:
+        with open(os.path.join(ROOT, "common", "limits.h")) as f:
+            m = re.search(r"^#define\s+LIMIT_SESSIONS_MAX\s+(\d+)", f.read(), re.M)
+        return int(m.group(1)) if m else None
+    except OSError:
+        return None
+
+
+def pss_sum(server, zygote):
+    """(MB of PSS, processes) of server + zygote + every worker, and the seconds it took."""
+    t = time.perf_counter()
+    rows = footprint(server, zygote)
+    return (sum(r["pss_kb"] for r in rows) * 1024 / MB, len(rows),
+            time.perf_counter() - t)
+
+
+def parallel(port, items, fn, threads, budget_s=None, guard=None):
+    """Calls fn(client, item) for each item from `threads` clients, each with its own
+    keep-alive connection; stops taking items after budget_s seconds, or once guard (a
+    MemGuard) says memory is low. Returns (results in item order, None for items not
+    done; wall seconds)."""
+    out = [None] * len(items)
+    lock = threading.Lock()
+    state = {"next": 0}
+    t0 = time.perf_counter()
+
+    def worker():
+        c = Client(port)
+        try:
+            while True:
+                with lock:
+                    i = state["next"]
+                    if i >= len(items) or (budget_s and time.perf_counter() - t0 > budget_s):
+                        return
+                    if guard and guard.low():
+                        return
+                    state["next"] += 1
+                out[i] = fn(c, items[i])
+        finally:
+            c.close()
+
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return out, time.perf_counter() - t0
+
+
+
+def paced_calls(port, paths, body, check):
+    """One client, one call per path in order, pausing PACE_S after each: the latencies
+    of the calls, their errors and the first error."""
+    c = Client(port)
+    lat, errors = [], 0
+    try:
+        for path in paths:
+            ms, ok, _ = c.call("POST", path, body, check)
+            lat.append(ms)
+            errors += not ok
+            time.sleep(PACE_S)
+    finally:
+        c.close()
+    r = summary(lat)
+    r.update(errors=errors, first_error=c.first_error)
+    return r
+
+
+def start_sessions_server(n):
+    """A pool server with --max-sessions n and a uid range wide enough for it. A server
+    that refuses the value (past its LIMIT_SESSIONS_MAX) is started again with this
+    tree's cap, if smaller. Returns (server or None, the --max-sessions it runs with,
+    why the asked-for value was refused or None, why no server started or None)."""
+    refused = None
+    tries = [n]
+    cap = sessions_cap()
+    if cap and cap < n:
+        tries.append(cap)
+    workers = os.cpu_count() or 1
+    for m in tries:
+        slots = 2 * (2 + workers + m) + 9   # sandbox/zygote.h zygote_slots, and the probe
+        uid_range = -(-slots // UID_RANGE) * UID_RANGE
+        server = Server("--max-sessions", str(m), "--session-idle-ms", str(SESSION_IDLE_MS),
+                        "--session-lifetime-ms", str(2 * SESSION_IDLE_MS),
+                        workers=workers, pool=2, uid_range=uid_range)
+        try:
+            server.start()
+            return server, m, refused, None
+        except RuntimeError as e:
+            server.kill()   # one that started but was never ready is still running
+            # The harness's first line, and the server's last lines but its request logs.
+            first, *lines = str(e).splitlines()
+            lines = [x for x in lines if x.strip() and '"msg":"request"' not in x]
+            why = "; ".join([first.rstrip(":")] + lines[-3:])
+            log(f"sessions: the server did not start with --max-sessions {m}: {why}")
+            if "--max-sessions" not in why:   # not the value: no point in another
+                return None, None, refused, why
+            if refused is None:
+                refused = why
+    return None, None, refused, refused
+
+
+def bench_sessions(n, plan):
+    """Issue 14's sessions at scale: /v1/execute before any session, n sessions created
+    from SESSION_THREADS clients, one execute in each, the PSS they add, a warm session's
+    latency, /v1/execute again beside them, then their deletion. Never raises: what could
+    not be measured is absent, and out["error"] says why."""
+    out = {"asked": n, "threads": SESSION_THREADS}
+    avail, total = mem_available_mb()
+    if avail < MEM_FLOOR_SHARE * total:
+        out["error"] = (f"not run: MemAvailable {avail:.0f} MB, already under "
+                        f"{MEM_FLOOR_SHARE:.0%} of {total:.0f} MB")
+        log(f"sessions: {out['error']}")
+        return out
+    log(f"sessions: starting pyexecd for {n} sessions")
+    t = time.perf_counter()
+    server, m, refused, failed = start_sessions_server(n)
+    out["start_s"] = time.perf_counter() - t
+    out["max_sessions_flag"] = m
+    out["flag_refused"] = refused
+    if server is None:
+        out["error"] = f"the server did not start: {failed}"
+        return out
+    try:
+        bench_sessions_on(server, n, plan, out)
+    except Exception as e:   # a failed phase is reported, not the end of the benchmark
+        out["error"] = f"{type(e).__name__}: {e}"
+        log(f"sessions: phase failed: {out['error']}")
+    try:
+        server.stop()
+    except Exception as e:
+        out.setdefault("error", f"stop: {e}")
+        log(f"sessions: stopping the server: {e}")
+        server.kill()
+    return out
+
+
+def bench_sessions_on(server, n, plan, out):
+    import random
+    zygote = server.zygote_pid()
+    time.sleep(1.0)   # the pool is sandboxed and idle
+    trivial = BY_NAME["trivial"]
+    ex = ["/v1/execute"] * plan["session_exec"]
+    paced_calls(server.port, ex[:5], TRIVIAL_BODY, trivial.check)   # untimed
+    r = out["execute_before"] = paced_calls(server.port, ex, TRIVIAL_BODY, trivial.check)
+    log(f"sessions: /v1/execute paced before any session: p50 {r['p50']:.2f} ms, "
+        f"errors {r['errors']}")
+    out["pss_before_mb"], out["procs_before"], _ = pss_sum(server, zygote)
+
+    # Creation.
+    attempts = list(range(n))
+    refusals = {"n": 0, "first": None}
+    lock = threading.Lock()
+
+    def create(c, _):
+        ms, ok, data = c.call("POST", "/v1/sessions", b"{}")
+        if ok:
+            try:
+                return json.loads(data)["name"]
+            except (ValueError, KeyError):
+                ok = False
+        with lock:
+            refusals["n"] += 1
+            if refusals["first"] is None:
+                refusals["first"] = c.first_error or f"unreadable reply {data[:200]!r}"
+        c.first_error = None
+        return None
+
+    guard = MemGuard()
+    got, wall = parallel(server.port, attempts, create, SESSION_THREADS, guard=guard)
+    names = [x for x in got if x]
+    out.update(created=len(names), refused=refusals["n"], first_refusal=refusals["first"],
+               create_wall_s=wall, create_rate=len(names) / wall if wall else float("nan"),
+               attempted=sum(1 for x in got if x is not None) + refusals["n"],
+               memory_stop=guard.tripped)
+    log(f"sessions: created {len(names)} of {n} in {wall:.1f} s "
+        f"({out['create_rate']:.0f}/s), refused {refusals['n']}"
+        + (f": first {refusals['first']}" if refusals["first"] else "")
+        + (f"; stopped: {guard.tripped}" if guard.tripped else ""))
+    status, body = server.health()
+    out["health_with"] = body.get("sessions") if status == 200 else f"HTTP {status}"
+    if not names:
+        raise RuntimeError("no session was created")
+
+    # One execute in each (or as many as plan["warm_budget_s"] allows): warm sessions.
+
+    def warm(c, name):
+        return c.call("POST", f"/v1/{name}:execute", TRIVIAL_BODY, trivial.check)[1]
+
+    guard = MemGuard(MEM_FLOOR_SHARE_WARM)
+    done, wall = parallel(server.port, names, warm, SESSION_THREADS, plan["warm_budget_s"],
+                          guard)
+    warmed = [nm for nm, ok in zip(names, done) if ok]
+    out.update(warmed=len(warmed), warm_failed=sum(1 for ok in done if ok is False),
+               warm_wall_s=wall, warm_memory_stop=guard.tripped)
+    log(f"sessions: one execute in {len(warmed)} of {len(names)} sessions in {wall:.1f} s, "
+        f"{out['warm_failed']} failed")
+
+    time.sleep(1.0)
+    out["pss_with_mb"], out["procs_with"], out["pss_read_s"] = pss_sum(server, zygote)
+    out["pss_per_session_mb"] = (out["pss_with_mb"] - out["pss_before_mb"]) / len(names)
+    log(f"sessions: PSS {out['pss_before_mb']:.0f} MB -> {out['pss_with_mb']:.0f} MB over "
+        f"{out['procs_with']} processes (read in {out['pss_read_s']:.1f} s): "
+        f"{out['pss_per_session_mb']:.2f} MB per session")
+
+    rng = random.Random(14)
+    pool = warmed or names
+    paths = [f"/v1/{rng.choice(pool)}:execute" for _ in range(plan["session_calls"])]
+    paced_calls(server.port, paths[:5], TRIVIAL_BODY, trivial.check)   # untimed
+    r = out["session_exec"] = paced_calls(server.port, paths, TRIVIAL_BODY, trivial.check)
+    log(f"sessions: warm session execute, paced, random sessions: p50 {r['p50']:.3f} ms, "
+        f"p99 {r['p99']:.2f} ms, errors {r['errors']}")
+    r = out["execute_with"] = paced_calls(server.port, ex, TRIVIAL_BODY, trivial.check)
+    out["execute_ratio"] = r["p50"] / out["execute_before"]["p50"]
+    log(f"sessions: /v1/execute paced with {len(names)} sessions: p50 {r['p50']:.2f} ms "
+        f"({out['execute_ratio']:.2f}x), errors {r['errors']}")
+
+    # Deletion.
+    def delete(c, name):
+        return c.call("DELETE", f"/v1/{name}")[1]
+
+    gone, wall = parallel(server.port, names, delete, SESSION_THREADS)
+    out.update(deleted=sum(1 for ok in gone if ok), delete_wall_s=wall,
+               delete_rate=len(names) / wall if wall else float("nan"))
+    deadline = time.time() + 60
+    while True:
+        status, body = server.health()
+        active = body.get("sessions", {}).get("active") if status == 200 else None
+        if active == 0 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    r = paced_calls(server.port, ex[:20], TRIVIAL_BODY, trivial.check)
+    out["healthy_after"] = status == 200 and active == 0 and r["errors"] == 0
+    out["health_after"] = {"status": status, "sessions": body.get("sessions"),
+                           "executes_after": r["n"], "execute_errors_after": r["errors"]}
+    log(f"sessions: deleted {out['deleted']} in {wall:.1f} s ({out['delete_rate']:.0f}/s); "
+        f"healthy after: {out['healthy_after']} ({out['health_after']})")
 
 
 # --- report ------------------------------------------------------------------------------
@@ -888,55 +1196,234 @@ def matrix_table(runs):
     return lines
 
 
+def ratio(a, b):
+    return a / b if a and b and a == a and b == b else float("nan")
+
+
+def ok_num(v):
+    return v is not None and v == v
+
+
+def paced_run(server_res, name):
+    return next((r for r in server_res.get("paced_runs", []) if r["snippet"] == name), None)
+
+
+def cpu_flatness(runs, name):
+    """(CPU ms per execution at each of CONCURRENCY, or None where not measured; max/min
+    of the measured ones) of one snippet's matrix runs."""
+    cpus = []
+    for c in CONCURRENCY:
+        r = find(runs, name, c)
+        cpus.append(r["cpu_ms"] if r and r["n"] and ok_num(r["cpu_ms"]) else None)
+    have = [x for x in cpus if x]
+    spread = max(have) / min(have) if len(have) == len(CONCURRENCY) else float("nan")
+    return cpus, spread
+
+
+def target_rows(res):
+    """Issue 14's targets and the earlier ones still meaningful: rows of (group, target,
+    wanted, measured, PASS or MISS); a figure not measured reads n/a, and MISS."""
+    main = res["main"]
+    cold, jup, inproc = res.get("cold"), res.get("jupyter"), res.get("inprocess")
+    t1 = find(main["runs"], "trivial", 1)
+    sat = find(main["runs"], "trivial", 16)
+    priv = next((m for m in main.get("private", []) if m["label"] == "trivial"), {})
+    jsn = jup["snippets"] if jup else {}
+    rows, earlier = [], []
+
+    def f(v, unit=" ms", digits=2):
+        return f"{fmt(v, digits)}{unit}" if ok_num(v) else "n/a"
+
+    def add(out, group, what, want, measured, ok):
+        out.append((group, what, want, measured, "PASS" if ok else "MISS"))
+
+    g = "1. paused"
+    for s in PEER_SNIPPETS:
+        a, j = paced_run(main, s.name), jsn.get(f"{s.name}-paced")
+        pa, pj = (a or {}).get("p50"), (j or {}).get("p50")
+        add(rows, g, f"{s.name} p50, 1 client pausing {PACE_S * 1000:.0f} ms: fresh sandboxed "
+            "interpreter vs the Jupyter kernel, paced alike", "pyexecd faster",
+            f"{f(pa)} vs {f(pj)} ({fmt(ratio(pa, pj))}x)" if ok_num(pj) else f"{f(pa)} vs n/a",
+            ok_num(pa) and ok_num(pj) and pa < pj)
+    for name in ("pandas", "sympy"):
+        a, ip = paced_run(main, name), (inproc or {}).get(name)
+        pa, pi = (a or {}).get("p50"), (ip or {}).get("p50")
+        rr = ratio(pa, pi)
+        add(rows, g, f"{name} p50 paused / warm in-process", "<= 1.5x",
+            f"{fmt(rr)}x ({f(pa)} / {f(pi, digits=3)})" if ok_num(rr) else "n/a",
+            ok_num(rr) and rr <= 1.5)
+    tp = paced_run(main, "trivial") or {}
+    add(rows, g, "trivial p50, paused", "<= 1.5 ms", f(tp.get("p50")),
+        ok_num(tp.get("p50")) and tp["p50"] <= 1.5)
+    add(rows, g, "trivial p99, paused", "<= 5 ms", f(tp.get("p99")),
+        ok_num(tp.get("p99")) and tp["p99"] <= 5)
+
+    g = "2. back-to-back"
+    cpu = t1["cpu_ms"] if t1 else None
+    add(rows, g, "CPU per trivial execution, 1 client (server + zygote + workers)", "<= 4 ms",
+        f(cpu), ok_num(cpu) and cpu <= 4)
+    thr = sat["throughput"] if sat else None
+    add(rows, g, "saturated trivial throughput, 16 clients", ">= 400/s",
+        f"{fmt(thr, 0)}/s" if ok_num(thr) else "n/a", ok_num(thr) and thr >= 400)
+    p = t1["p50"] if t1 else None
+    add(rows, g, "trivial p50, 1 client", "<= 2.5 ms", f(p), ok_num(p) and p <= 2.5)
+    jt = (jsn.get("trivial") or {}).get("p50")
+    add(rows, g, "trivial p50, 1 client, vs the Jupyter kernel back-to-back", "pyexecd faster",
+        f"{f(p)} vs {f(jt)}", ok_num(p) and ok_num(jt) and p < jt)
+
+    g = "3. sessions"
+    se = res.get("sessions")
+    skipped = se is None
+    se = se or {}
+    n, got = se.get("asked"), se.get("created")
+    why = ["--no-sessions"] if skipped else []
+    if se.get("flag_refused"):
+        why.append(f"--max-sessions {n} refused"
+                   + (f", ran with {se['max_sessions_flag']}" if se.get("max_sessions_flag")
+                      else ""))
+    if se.get("refused"):
+        why.append(f"{se['refused']} creations refused")
+    if se.get("memory_stop"):
+        why.append(f"stopped: {se['memory_stop']}")
+    if se.get("error"):
+        why.append(se["error"][:120].replace("|", "/"))
+    na = "n/a (--no-sessions)" if skipped else "n/a"
+    add(rows, g, f"{n or 'N'} sessions held at once", f"all {n or 'N'} created",
+        (f"{got} of {n}" if got is not None else "n/a") + (f" ({'; '.join(why)})" if why else ""),
+        got is not None and got == n)
+    v = se.get("pss_per_session_mb")
+    add(rows, g, "PSS per idle session (after one execute each)", "<= 2 MB",
+        f(v, " MB") if ok_num(v) else na, ok_num(v) and v <= 2)
+    v = (se.get("session_exec") or {}).get("p50")
+    add(rows, g, "warm session execute p50, paced, random sessions", "<= 0.5 ms",
+        f(v, digits=3) if ok_num(v) else na, ok_num(v) and v <= 0.5)
+    v = se.get("execute_ratio")
+    b = (se.get("execute_before") or {}).get("p50")
+    w = (se.get("execute_with") or {}).get("p50")
+    add(rows, g, "/v1/execute p50 paced, with the sessions / without", "<= 1.5x",
+        f"{fmt(v)}x ({f(w)} / {f(b)})" if ok_num(v) else na, ok_num(v) and v <= 1.5)
+    v = se.get("create_rate")
+    add(rows, g, f"session creation, {se.get('threads', SESSION_THREADS)} clients", ">= 300/s",
+        f"{fmt(v, 0)}/s" if ok_num(v) else na, ok_num(v) and v >= 300)
+
+    g = "4. cost flat in load"
+    for s in PEER_SNIPPETS:   # the session rows count whole session workers: see the table
+        cpus, spread = cpu_flatness(main["runs"], s.name)
+        add(rows, g, f"{s.name}: CPU per execution at {', '.join(map(str, CONCURRENCY))} "
+            "clients, max / min", "<= 1.10",
+            f"{fmt(spread, 3)} ({' / '.join(fmt(c) if c else 'n/a' for c in cpus)} ms)",
+            ok_num(spread) and spread <= 1.10)
+
+    # Earlier targets, those the issue 14 ones do not supersede.
+    if cold and t1:
+        rc = ratio(cold["trivial"]["p50"], t1["p50"])
+        add(earlier, "", "trivial p50: cold process / pyexecd, 1 client", ">= 1000x",
+            f"{fmt(rc, 0)}x ({fmt(cold['trivial']['p50'], 0)} ms / {f(t1['p50'])})",
+            ok_num(rc) and rc >= 1000)
+    else:
+        add(earlier, "", "trivial p50: cold process / pyexecd, 1 client", ">= 1000x", "n/a",
+            False)
+    add(earlier, "", "idle footprint (PSS: server + zygote + pool)", "<= 500 MB",
+        f(main.get("idle_pss_mb"), " MB", 0),
+        ok_num(main.get("idle_pss_mb")) and main["idle_pss_mb"] <= 500)
+    gen = main.get("generate")
+    add(earlier, "", "generateContent (echo) overhead over /v1/execute, p50 of paired "
+        "requests", "< 1 ms",
+        f"{f(gen['overhead_p50'])} ({fmt(gen['generate']['p50'])} vs "
+        f"{fmt(gen['execute']['p50'])} ms)" if gen else "n/a",
+        bool(gen) and ok_num(gen["overhead_p50"]) and gen["overhead_p50"] < 1)
+    pk = priv.get("private_kb")
+    add(earlier, "", "private memory of a worker running the trivial snippet", "<= 5 MB",
+        f"{pk * 1024 / MB:.1f} MB" if pk is not None else "n/a",
+        pk is not None and pk * 1024 / MB <= 5)
+    return rows, earlier
+
+
+def targets_tables(rows, earlier):
+    """The targets as Markdown lines: issue 14's, then the earlier ones."""
+    passed = sum(r[4] == "PASS" for r in rows)
+    L = ["## Targets (issue 14)", "", f"{passed} of {len(rows)} pass.", "",
+         "| group | target | wanted | measured | |", "|---|---|---|---|---|"]
+    L += [f"| {g} | {a} | {b} | {c} | **{d}** |" for g, a, b, c, d in rows]
+    L += ["", "### Earlier targets", "", "| target | wanted | measured | |",
+          "|---|---|---|---|"]
+    L += [f"| {a} | {b} | {c} | **{d}** |" for _, a, b, c, d in earlier]
+    return L
+
+
+def sessions_section(se):
+    """The report's "Sessions at scale" lines."""
+    L = ["", "## Sessions at scale", ""]
+    if se is None:
+        return L + ["Not run (`--no-sessions`)."]
+    L.append(f"A server of its own, `--max-sessions {se.get('max_sessions_flag') or se['asked']}"
+             f" --session-idle-ms {SESSION_IDLE_MS}`"
+             + (f" (started in {se['start_s']:.1f} s)" if se.get("max_sessions_flag") else "")
+             + f", asked for {se['asked']} sessions from {se['threads']} clients.")
+    if se.get("flag_refused"):
+        L.append(f"The server refused `--max-sessions {se['asked']}`: `{se['flag_refused']}`"
+                 + (f"; it ran with `--max-sessions {se['max_sessions_flag']}` (this tree's "
+                    "LIMIT_SESSIONS_MAX)." if se.get("max_sessions_flag") else "."))
+    if se.get("error"):
+        L.append(f"The phase stopped early: `{se['error']}`.")
+    L += ["", "| what | figure |", "|---|---|"]
+
+    def row(what, v):
+        L.append(f"| {what} | {v} |")
+
+    def lat(r):
+        return (f"p50 {fmt(r['p50'], 3)} ms, p90 {fmt(r['p90'])}, p99 {fmt(r['p99'])} "
+                f"(n={r['n']}, errors {r['errors']})") if r else "n/a"
+    row(f"`/v1/execute` trivial, paced {PACE_S * 1000:.0f} ms, no session yet",
+        lat(se.get("execute_before")))
+    if "created" in se:
+        row("sessions created", f"{se['created']} of {se['asked']} in "
+            f"{se['create_wall_s']:.1f} s: **{fmt(se['create_rate'], 0)}/s**")
+        row("creations refused", f"{se['refused']}" + (f", the first: `{se['first_refusal']}`"
+                                                       if se.get("first_refusal") else ""))
+        if se.get("memory_stop"):
+            row("creation stopped early", f"after {se['attempted']} attempts: "
+                f"{se['memory_stop']} (the machine's safety floor)")
+    if "warmed" in se:
+        part = ("every session" if se["warmed"] + se["warm_failed"] >= se["created"]
+                else f"a sample of {se['warmed'] + se['warm_failed']} ("
+                + (se.get("warm_memory_stop") or "the time budget ran out") + ")")
+        row("one execute in each, to warm them", f"{part}: {se['warmed']} ok, "
+            f"{se['warm_failed']} failed, in {se['warm_wall_s']:.1f} s")
+    if "pss_with_mb" in se:
+        row("PSS, server + zygote + workers", f"{se['pss_before_mb']:.0f} MB "
+            f"({se['procs_before']} processes) before, {se['pss_with_mb']:.0f} MB "
+            f"({se['procs_with']} processes) with the sessions idle (read in "
+            f"{se['pss_read_s']:.1f} s)")
+        row("PSS per idle session", f"**{se['pss_per_session_mb']:.2f} MB**")
+    if "session_exec" in se:
+        row("warm session execute, 1 client paced, random sessions", lat(se["session_exec"]))
+    if "execute_with" in se:
+        row("`/v1/execute` trivial, paced, with the sessions alive",
+            lat(se["execute_with"]) + f": **{fmt(se['execute_ratio'])}x** the figure without")
+    if "deleted" in se:
+        row("sessions deleted", f"{se['deleted']} in {se['delete_wall_s']:.1f} s "
+            f"({fmt(se['delete_rate'], 0)}/s)")
+        row("healthy after", f"{'yes' if se['healthy_after'] else '**no**'}: "
+            f"/healthz {se['health_after']['status']}, sessions "
+            f"{se['health_after']['sessions']}, {se['health_after']['executes_after']} "
+            f"executes with {se['health_after']['execute_errors_after']} errors")
+    return L
+
+
 def build_report(res, argv, elapsed):
     main, nopool = res["main"], res["nopool"]
     cold, jup, inproc = res.get("cold"), res.get("jupyter"), res.get("inprocess")
     t1 = find(main["runs"], "trivial", 1)
-    sat = find(main["runs"], "trivial", 16)
-    p1 = find(main["runs"], "pandas", 1)
     sess = find(main["runs"], "session", 1)
-    priv = next((m for m in main.get("private", []) if m["label"] == "trivial"), {})
     jt = jup["snippets"].get("trivial") if jup else None
     jp = jup["snippets"].get("trivial-paced") if jup else None
-
-    def ratio(a, b):
-        return a / b if a and b and a == a and b == b else float("nan")
+    g = main.get("generate")
 
     def ms(r, key="p50", digits=2):
         return fmt(r[key], digits) if r else "n/a"
 
-    targets = []
-
-    def target(what, want, measured, ok):
-        targets.append((what, want, measured, "PASS" if ok else "MISS"))
-
-    target("trivial p50, 1 client", "<= 2 ms", f"{t1['p50']:.2f} ms", t1["p50"] <= 2)
-    target("trivial p99, 1 client", "<= 10 ms", f"{t1['p99']:.2f} ms", t1["p99"] <= 10)
-    if jt:
-        target("trivial p50 vs a Jupyter kernel, 1 client", "pyexecd faster",
-               f"{t1['p50']:.2f} ms vs {jt['p50']:.2f} ms ({ratio(jt['p50'], t1['p50']):.2f}x)",
-               t1["p50"] < jt["p50"])
-    if cold:
-        rc = ratio(cold["trivial"]["p50"], t1["p50"])
-        target("trivial p50: cold process / pyexecd", ">= 1000x",
-               f"{rc:.0f}x ({cold['trivial']['p50']:.0f} ms / {t1['p50']:.2f} ms)", rc >= 1000)
-    if inproc:
-        rp = ratio(p1["p50"], inproc["pandas"]["p50"])
-        target("pandas p50: pyexecd / warm in-process", "<= 1.5x",
-               f"{rp:.1f}x ({p1['p50']:.2f} ms / {inproc['pandas']['p50']:.2f} ms)", rp <= 1.5)
-    target("saturated trivial throughput, 16 clients", ">= 100/s",
-           f"{sat['throughput']:.0f}/s", sat["throughput"] >= 100)
-    target("idle footprint (PSS: server + zygote + pool)", "<= 500 MB",
-           f"{main['idle_pss_mb']:.0f} MB", main["idle_pss_mb"] <= 500)
-    g = main.get("generate")
-    if g:
-        target("generateContent (echo) overhead over /v1/execute, p50 of paired requests",
-               "< 1 ms", f"{g['overhead_p50']:.2f} ms ({g['generate']['p50']:.2f} vs "
-               f"{g['execute']['p50']:.2f} ms)", g["overhead_p50"] < 1)
-    pk = priv.get("private_kb")
-    target("private memory of a worker running the trivial snippet", "<= 5 MB",
-           f"{pk * 1024 / MB:.1f} MB" if pk is not None else "n/a",
-           pk is not None and pk * 1024 / MB <= 5)
+    targets, earlier = target_rows(res)
 
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(res["started"]))
     iso = main["health_after"].get("isolation", {})
@@ -958,13 +1445,14 @@ def build_report(res, argv, elapsed):
          f"{res['plan']['seconds']:g} s (`--pool 0`: {res['plan_nopool']['requests']} or "
          f"{res['plan_nopool']['seconds']:g} s), after 2 untimed requests per client. The "
          "client runs on the same 2 cores as the server.", "",
-         "## Targets", "",
-         "| target | wanted | measured | |", "|---|---|---|---|"]
-    L += [f"| {a} | {b} | {c} | **{d}** |" for a, b, c, d in targets]
-    disturbed = [f"{'--pool 0 ' if r in nopool['runs'] or r is nopool.get('paced') else ''}"
+         ""]
+    L += targets_tables(targets, earlier)
+    nopool_runs = nopool["runs"] + nopool.get("paced_runs", [])
+    disturbed = [f"{'--pool 0 ' if any(r is x for x in nopool_runs) else ''}"
                  f"{r['snippet']}{', paused,' if r.get('pause_ms') else ''} at "
                  f"{r['concurrency']} ({r['other_cpu_pct']:.0f}%)"
-                 for r in main["runs"] + nopool["runs"] + [main.get("paced"), nopool.get("paced")]
+                 for r in main["runs"] + nopool["runs"] + main.get("paced_runs", [])
+                 + nopool.get("paced_runs", [])
                  if r and r["other_cpu_pct"] == r["other_cpu_pct"] and r["other_cpu_pct"] > 30]
     L += ["", "Runs disturbed by other work on the machine (other CPU over 30% of a core): "
           + (", ".join(disturbed) + ": re-run before trusting them." if disturbed else "none.")]
@@ -1004,6 +1492,31 @@ def build_report(res, argv, elapsed):
           "next worker: the back-to-back figure measures how fast the pool refills, the "
           "paused one the path of one request. `python3 bench/bench.py --breakdown` times "
           "each step with perf (bench/results/breakdown.md)."]
+
+    L += ["", f"## One client pausing {PACE_S * 1000:.0f} ms between requests, beside "
+          "back-to-back (p50 ms, p99 in brackets)", "",
+          "| snippet | pyexecd paused | pyexecd back-to-back | Jupyter paused "
+          "| Jupyter back-to-back | warm in-process | pyexecd paused / Jupyter paused "
+          "| pyexecd paused / in-process |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in PEER_SNIPPETS:
+        a, b = paced_run(main, s.name), find(main["runs"], s.name, 1)
+        j = jup["snippets"].get(f"{s.name}-paced") if jup else None
+        jb = jup["snippets"].get(s.name) if jup else None
+        ip = inproc.get(s.name) if inproc else None
+
+        def both(r):
+            return f"{ms(r)} ({ms(r, 'p99')})" if r else "n/a"
+        L.append(f"| {s.title} | {both(a)}{' n=' + str(a['n']) if a else ''} | {both(b)} "
+                 f"| {both(j)} | {both(jb)} | {fmt(ip['p50'], 3) if ip else 'n/a'} "
+                 f"| {fmt(ratio(a and a['p50'], j and j['p50'])) + 'x' if j else 'n/a'} "
+                 f"| {fmt(ratio(a and a['p50'], ip and ip['p50'])) + 'x' if ip else 'n/a'} |")
+    L += ["", "Paused: one client waits "
+          f"{PACE_S * 1000:.0f} ms after each reply, so each request finds a full pool (each "
+          "still runs in a fresh sandboxed interpreter); the Jupyter kernel is paced the same "
+          "way, in one stateful, unsandboxed interpreter. A paused run is "
+          f"{res['plan']['paced']} requests or {res['plan'].get('paced_seconds', 0):g} s "
+          "(trivial: all of them), after 2 untimed ones."]
 
     L += ["", "## Peers, 1 client, back-to-back (p50 ms, p99 in brackets)", "",
           "| snippet | pyexecd | pyexecd `--pool 0` | Jupyter kernel | warm in-process "
@@ -1060,6 +1573,21 @@ def build_report(res, argv, elapsed):
           "on average. An exiting worker's pages still count in the others' PSS while its "
           "own map is gone, so single samples read low; the peak is what is reported."]
 
+    L += sessions_section(res.get("sessions"))
+
+    L += ["", "## CPU per execution versus load (ms, pool server, back-to-back)", "",
+          "| snippet | " + " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in CONCURRENCY)
+          + " | max / min |", "|---|" + "---:|" * (len(CONCURRENCY) + 1)]
+    for s in SNIPPETS:
+        cpus, spread = cpu_flatness(main["runs"], s.name)
+        L.append(f"| {s.name} | " + " | ".join(fmt(c) if c else "n/a" for c in cpus)
+                 + f" | {fmt(spread, 3)} |")
+    L += ["", "From the matrix runs below: server + zygote + reaped workers, in 10 ms clock "
+          "ticks over each run. The targets take the five fresh-interpreter snippets: a "
+          "session's worker is reaped (its whole life's CPU counted) when the run deletes "
+          "the session, one per client, so the session row grows with the clients by "
+          "construction."]
+
     if h:
         L += ["", "## Client overhead", "",
               f"`GET /healthz` on the same kind of connection, 1 client, n={h['n']}: p50 "
@@ -1082,7 +1610,7 @@ def build_report(res, argv, elapsed):
           "kernel threads, some of them freeing the workers' memory, and any other process. "
           "Far above the usual few tens of %: the run was disturbed.", "",
           "![latency versus concurrency](" + res["png_name"] + ")", ""]
-    return "\n".join(L) + "\n", targets
+    return "\n".join(L) + "\n", targets_tables(targets, earlier)
 
 
 PLOT = r"""
@@ -1472,10 +2000,15 @@ def breakdown(out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a short smoke run (about a minute)")
+    ap.add_argument("--quick", action="store_true", help="a short smoke run (about 4 minutes)")
     ap.add_argument("--out-dir", default=RESULTS_DIR)
     ap.add_argument("--no-peers", action="store_true",
                     help="skip the cold, Jupyter and in-process peers")
+    ap.add_argument("--sessions", type=int, metavar="N", default=None,
+                    help="sessions the sessions-at-scale phase creates (default 5000; "
+                         "--quick: 300)")
+    ap.add_argument("--no-sessions", action="store_true",
+                    help="skip the sessions-at-scale phase")
     ap.add_argument("--breakdown", action="store_true",
                     help="only trace where a trivial execution's time and CPU go (needs "
                          "perf); writes breakdown.md")
@@ -1485,13 +2018,16 @@ def main():
 
     started = time.time()
     if args.quick:
-        plan = {"requests": 100, "seconds": 1.0, "healthz": 200, "paced": 30, "generate": 60}
+        plan = {"requests": 100, "seconds": 1.0, "healthz": 200, "paced": 30, "generate": 60,
+                "paced_all": True, "paced_seconds": 3.0, "session_exec": 100,
+                "session_calls": 300, "warm_budget_s": 60.0}
         plan_nopool = {"requests": 50, "seconds": 1.0, "healthz": 0, "paced": 30}
         cold_runs, peer_seconds = 1, 1.0
         reps = {"default": 20, "trivial": 100}
     else:
         plan = {"requests": 1000, "seconds": 6.0, "healthz": 1000, "paced": 200,
-                "generate": 300}
+                "generate": 300, "paced_all": True, "paced_seconds": 15.0,
+                "session_exec": 100, "session_calls": 300, "warm_budget_s": 300.0}
         plan_nopool = {"requests": 500, "seconds": 3.0, "healthz": 0, "paced": 100}
         cold_runs, peer_seconds = 5, 4.0
         reps = {"default": 200, "trivial": 1000}
@@ -1501,24 +2037,31 @@ def main():
            "code": code_line()}
     res["main"] = bench_server("pool 2", 2, plan, measure_memory=True)
     res["nopool"] = bench_server("pool 0", 0, plan_nopool, measure_memory=False)
+    if not args.no_sessions:
+        n = args.sessions if args.sessions is not None else (300 if args.quick else 5000)
+        res["sessions"] = bench_sessions(n, plan)
     if not args.no_peers:
         res["inprocess"] = run_inprocess(reps, peer_seconds)
-        res["jupyter"] = run_jupyter(reps, peer_seconds, plan["paced"])
+        res["jupyter"] = run_jupyter(reps, peer_seconds, plan)
         res["cold"] = run_cold(cold_runs)
     res["background_end"] = background()
 
     os.makedirs(args.out_dir, exist_ok=True)
     stem = "quick" if args.quick else "latest"
     res["png_name"] = "quick-latency.png" if args.quick else "latency.png"
+    # The figures first: a report that cannot be built still leaves them.
+    with open(os.path.join(args.out_dir, stem + ".json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
     draw_plot(res, os.path.join(args.out_dir, res["png_name"]))
     text, targets = build_report(res, sys.argv[1:], time.time() - started)
     with open(os.path.join(args.out_dir, stem + ".md"), "w") as f:
         f.write(text)
-    with open(os.path.join(args.out_dir, stem + ".json"), "w") as f:
-        json.dump(res, f, indent=1, default=str)
     print(text)
+    # The targets once more, last, on their own: PASS and MISS at the end of the output.
+    print("\n".join(targets) + "\n")
     errors = sum(r["errors"] for r in res["main"]["runs"] + res["nopool"]["runs"]
-                 + [res["main"]["paced"], res["nopool"]["paced"], res["main"]["generate"]])
+                 + res["main"]["paced_runs"] + res["nopool"]["paced_runs"]
+                 + [res["main"]["generate"]])
     if errors:
         log(f"{errors} requests failed")
     return 1 if errors else 0

@@ -29,8 +29,12 @@ BINARY = os.environ.get("PYEXECD_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "pyexecd")
 
 # Workers run as uid_base + slot, with 2 * (pool + workers + sessions) + 8 slots and one
-# more for the zygote's probe; each server gets a range of UID_RANGE uids of its own.
+# more for the zygote's probe; each server gets a range of UID_RANGE uids of its own
+# (Server(uid_range=...) a wider one, for thousands of sessions).
 UID_RANGE = 1000
+# The uids the random bases are drawn from: [UID_SPAN_BASE, UID_SPAN_BASE + UID_SPAN).
+UID_SPAN_BASE = 2100000000
+UID_SPAN = 100000 * UID_RANGE
 
 
 def code_part(code, **extra):
@@ -153,11 +157,14 @@ def server_environment():
 
 class Server:
     def __init__(self, *flags, workers=2, pool=2, ready_timeout=180, env=None, wrapper=(),
-                 host="127.0.0.1", port=0):
+                 host="127.0.0.1", port=0, uid_range=UID_RANGE):
         """flags: extra command-line flags. env: variables added to the server's
         environment (a secret the sandbox must not see, say). wrapper: a command the
         server runs under (unshare ..., say). host, port: the loopback address it listens
-        on (port 0: one the kernel picks)."""
+        on (port 0: one the kernel picks). uid_range: how many uids the server's workers
+        may use, a multiple of UID_RANGE (a --max-sessions in the hundreds needs more than
+        the default, zygote_slots in sandbox/zygote.h): the random base is aligned to it,
+        and stray_processes looks at the whole range."""
         self.flags = list(flags)
         self.host = host
         self.listen_port = port
@@ -166,7 +173,10 @@ class Server:
         self.workers = workers
         self.pool = pool
         self.ready_timeout = ready_timeout
-        self.uid_base = 2100000000 + random.randrange(0, 100000) * UID_RANGE
+        if uid_range % UID_RANGE or not 0 < uid_range <= UID_SPAN:
+            raise ValueError(f"uid_range must be a multiple of {UID_RANGE} up to {UID_SPAN}")
+        self.uid_range = uid_range
+        self.uid_base = UID_SPAN_BASE + random.randrange(0, UID_SPAN // uid_range) * uid_range
         self.state_dir = tempfile.mkdtemp(prefix="pyexecd-test-")
         self.proc = None
         self.port = None
@@ -221,7 +231,7 @@ class Server:
 
     def stray_processes(self):
         """Workers of this server still alive (by uid)."""
-        return processes_with_uid_in(self.uid_base, self.uid_base + UID_RANGE)
+        return processes_with_uid_in(self.uid_base, self.uid_base + self.uid_range)
 
     def stop(self, check_leaks=True):
         """SIGTERM, wait, and (unless told otherwise) assert nothing of ours survives."""
