@@ -96,20 +96,10 @@ static void zygote_died(const char *why)
     else
         log_msg(LOG_WARN, "zygote ended (%s): status %d", why, WEXITSTATUS(status));
 
-    /* Its workers die with it (parent-death signal). */
-    workers_discard_all(PX_UNAVAILABLE,
-                        "The execution environment restarted while this request ran; retry it.",
-                        "the execution environment restarted (its zygote process ended)");
-    outstanding = 0;
-    /* A zygote that keeps dying before it is ready cannot say which layers it has: with
-     * --require-isolation that is reason enough to stop rather than retry for ever. */
-    if (state == ZYGOTE_STARTING && ++start_failures >= LIMIT_ZYGOTE_START_ATTEMPTS &&
-        cfg.required_layers) {
-        log_msg(LOG_ERROR, "the zygote failed to start %u times and "
-                "--require-isolation is set", start_failures);
-        stop_server();
-    }
-    if (state == ZYGOTE_READY && now - ready_at >= LIMIT_ZYGOTE_STABLE_MS)
+    /* The state first: answering the workers' requests below publishes /healthz, which
+     * must not show the dead zygote's pid gone while it still reads ready. */
+    enum zygote_state was = state;
+    if (was == ZYGOTE_READY && now - ready_at >= LIMIT_ZYGOTE_STABLE_MS)
         backoff_ms = 0;
     state = ZYGOTE_DOWN;
     restart_at = now + backoff_ms;
@@ -117,6 +107,20 @@ static void zygote_died(const char *why)
                : backoff_ms * 2 > LIMIT_ZYGOTE_BACKOFF_MAX_MS ? LIMIT_ZYGOTE_BACKOFF_MAX_MS
                                                              : backoff_ms * 2;
     restarts++;
+    outstanding = 0;
+
+    /* Its workers die with it (parent-death signal). */
+    workers_discard_all(PX_UNAVAILABLE,
+                        "The execution environment restarted while this request ran; retry it.",
+                        "the execution environment restarted (its zygote process ended)");
+    /* A zygote that keeps dying before it is ready cannot say which layers it has: with
+     * --require-isolation that is reason enough to stop rather than retry for ever. */
+    if (was == ZYGOTE_STARTING && ++start_failures >= LIMIT_ZYGOTE_START_ATTEMPTS &&
+        cfg.required_layers) {
+        log_msg(LOG_ERROR, "the zygote failed to start %u times and "
+                "--require-isolation is set", start_failures);
+        stop_server();
+    }
 }
 
 static void on_hello(struct ipc_cursor *c)

@@ -369,8 +369,10 @@ class Pid1ReapsOrphansTest(unittest.TestCase):
             self.assertRegex(f.read(), r"NSpid:\s+\d+\s+1\n", "the server is not PID 1")
         zygote = [c for c, _ in children_of(server)]
         self.assertEqual(len(zygote), 1, zygote)
+        # Ready means one pooled worker; the second may still be setting up (as root,
+        # before its uid is dropped): wait for both.
+        wait_for(lambda: len(s.stray_processes()) >= 2, 30, "the pool's two workers")
         workers = [pid for pid, _, _ in s.stray_processes()]
-        self.assertGreaterEqual(len(workers), 2, "the pool's workers are not up")
         os.kill(zygote[0], signal.SIGKILL)
         wait_for(lambda: s.health()[1]["zygote"]["restarts"] >= 1, 30, "a new zygote")
         s.wait_ready()
