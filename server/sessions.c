@@ -315,7 +315,7 @@ void sessions_sweep(int64_t now)
     }
     sweep_due = INT64_MAX;
     for (s = sessions; s; s = s->next)
-        if (!ended_by_worker(s))
+        if (!worker_gone(s->w))
             sweep_due = min64(sweep_due, session_due(s, now));
 }
 

@@ -43,9 +43,6 @@ static uint32_t busy_frame_limit(void)
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
-/* Moves w to state s, keeping the pool's counters (idle, starting, running) right;
- * clients' session workers are counted by the sessions, a turn's while it runs. Also sets how large a frame w may send
- * in that state: nothing at all while it waits for a job. */
 /* What the executor's loop may skip (it must not walk thousands of session workers at
  * every turn): no timer of any worker is due before timers_next unless timers_dirty (a
  * state changed since the last walk, which may have started a timer); no worker is
@@ -60,12 +57,14 @@ unsigned long workers_gone_count(void)
     return gone_count;
 }
 
+/* Moves w to state s, keeping the pool's counters (idle, starting, running) right;
+ * clients' session workers are counted by the sessions, a turn's while it runs. Also sets how large a frame w may send
+ * in that state: nothing at all while it waits for a job. */
 static void worker_set_state(struct worker *w, enum worker_state s)
 {
     timers_dirty = 1;
     dead_seen |= s == W_DEAD;
-    gone_count += (s == W_DEAD || s == W_UNKILLED) && w->state != W_DEAD &&
-                  w->state != W_UNKILLED;
+    gone_count += (s == W_DEAD || s == W_UNKILLED) && !worker_gone(w);
     switch (w->state) {
     case W_STARTING: stats.starting--; break;
     case W_IDLE: stats.idle--; break;
@@ -260,6 +259,8 @@ struct worker *worker_find_idle(void)
     return NULL;
 }
 
+static int write_pending(struct worker *w);
+
 /* Starts b with what w has still to write (a frame must not overtake one before it). */
 static void put_pending(struct ipc_buf *b, const struct worker *w)
 {
@@ -292,18 +293,9 @@ void worker_keep(struct worker *w, int counted)
     }
     set_pending(w, &b);
     /* Sent now, before the reply's work (its smaps_rollup read takes milliseconds, in
-     * which the worker would go on copying pages); what does not fit is written from the
-     * event loop, which is also where a worker found gone is handled. */
-    ssize_t n = send(w->sock, w->wbuf, w->wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0)
-        w->woff = (size_t)n;
-    if (w->woff < w->wlen) {
-        event_watch(epfd, w->sock, EPOLLIN | EPOLLOUT, &w->tag, EPOLL_CTL_MOD);
-    } else {
-        free(w->wbuf);
-        w->wbuf = NULL;
-        w->wlen = w->woff = 0;
-    }
+     * which the worker would go on copying pages). A failed socket is left to the event
+     * loop, which watches it and handles a worker found gone there. */
+    (void)write_pending(w);
 }
 
 void worker_discard(struct worker *w, enum px_result r, const char *message)
@@ -711,7 +703,9 @@ static void worker_read(struct worker *w)
     }
 }
 
-static void flush_write(struct worker *w)
+/* Writes what w has pending: 0 when all is written (the buffer freed), 1 when the rest
+ * waits for EPOLLOUT, -1 when the socket failed (errno). */
+static int write_pending(struct worker *w)
 {
     while (w->woff < w->wlen) {
         ssize_t n = send(w->sock, w->wbuf + w->woff, w->wlen - w->woff,
@@ -724,15 +718,21 @@ static void flush_write(struct worker *w)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             event_watch(epfd, w->sock, EPOLLIN | EPOLLOUT, &w->tag, EPOLL_CTL_MOD);
-            return;
+            return 1;
         }
-        worker_lost(w);
-        return;
+        return -1;
     }
     free(w->wbuf);
     w->wbuf = NULL;
     w->wlen = w->woff = 0;
     event_watch(epfd, w->sock, EPOLLIN, &w->tag, EPOLL_CTL_MOD);
+    return 0;
+}
+
+static void flush_write(struct worker *w)
+{
+    if (write_pending(w) < 0)
+        worker_lost(w);
 }
 
 void worker_on_event(struct worker *w, uint32_t events)
